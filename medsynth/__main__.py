@@ -1,0 +1,3 @@
+from medsynth.cli import _entry
+
+_entry()

@@ -1,0 +1,57 @@
+"""The ``medsynth`` command line: a thin layer over the Python API.
+
+Each command lives in its own module here (one per stage of the data flow) and registers itself on
+the shared typer ``app``; modules are discovered, so adding a command touches no other file.
+Bad input (any :class:`~medsynth.errors.MedsynthError`, a missing or unreadable file) ends with a
+one-line message and exit code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+from rich.console import Console
+
+from medsynth.cli._app import EXIT_BAD_INPUT, app, state
+from medsynth.errors import MedsynthError
+
+for _mod in pkgutil.iter_modules(__path__):
+    if not _mod.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_mod.name}")
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 a check failed, 2 bad input)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        rv = app(args=args, prog_name="medsynth", standalone_mode=False)
+    except SystemExit as e:  # typer.Exit / click usage errors
+        return int(e.code or 0)
+    except (MedsynthError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        if state["debug"] or "--debug" in args:
+            raise
+        err.print(f"[bold red]error:[/] {e}", markup=True)
+        return EXIT_BAD_INPUT
+    except Exception as e:  # click exceptions carry their own exit code
+        import click
+
+        if isinstance(e, click.exceptions.Exit):
+            return e.exit_code
+        if isinstance(e, click.ClickException):
+            e.show()
+            return e.exit_code
+        if isinstance(e, click.exceptions.Abort):
+            err.print("aborted")
+            return 130
+        raise
+    # click returns typer.Exit's code in non-standalone mode.
+    return rv if isinstance(rv, int) else 0
+
+
+def _entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""medsynth.models"""
