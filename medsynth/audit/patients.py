@@ -1,0 +1,42 @@
+"""Refuse an audit whose holdout is not held out: train and holdout must share no patient and no image.
+
+The holdout baseline and membership inference compare the training set with fresh real data; a
+patient in both (same PatientID / ``Case.patient_id``) or the same pixels in both makes every
+comparison meaningless, so the audit stops with :class:`~medsynth.errors.AuditInputError`
+(the CLI's exit code 2) instead of reporting a number.
+"""
+
+from __future__ import annotations
+
+from medsynth.audit.prepare import PreparedSet
+from medsynth.errors import AuditInputError
+
+
+def check_disjoint(train: PreparedSet, holdout: PreparedSet, max_listed: int = 5) -> None:
+    """Raise when train and holdout share a patient ID or an image's pixel content.
+
+    Raises:
+        AuditInputError: naming the holdout root, the shared patients or images and where they are.
+    """
+    tr_pat: dict[str, str] = {}
+    for pid, rel in zip(train.patient_ids, train.relpaths):
+        if pid is not None:
+            tr_pat.setdefault(pid, rel)
+    shared = [
+        f"patient {pid!r} (train {tr_pat[pid]}, holdout {rel})"
+        for pid, rel in zip(holdout.patient_ids, holdout.relpaths)
+        if pid is not None and pid in tr_pat
+    ]
+    tr_hash = dict(zip(train.pixel_hashes, train.relpaths))
+    shared += [
+        f"identical pixels (train {tr_hash[h]}, holdout {rel})"
+        for h, rel in zip(holdout.pixel_hashes, holdout.relpaths)
+        if h in tr_hash
+    ]
+    if shared:
+        more = f" and {len(shared) - max_listed} more" if len(shared) > max_listed else ""
+        raise AuditInputError(
+            f"train ({train.root}) and holdout share data: {'; '.join(shared[:max_listed])}{more}; "
+            "the holdout must hold other patients, or the baseline and membership tests mean nothing",
+            holdout.root,
+        )

@@ -1,0 +1,486 @@
+"""``audit(train, synthetic, holdout, model=None)``: may this synthetic set leave the hospital?
+
+Runs every check of the privacy audit in order and returns an :class:`AuditResult` whose
+``verdict`` is "pass" only when every check passed:
+
+1. patient overlap (train and holdout must be disjoint; otherwise :class:`AuditInputError`),
+2. memorization / copies on whole images and lesion ROIs (:mod:`medsynth.audit.memorization`),
+3. holdout baseline (:mod:`medsynth.audit.baseline`),
+4. membership inference against the model, when one is given (:mod:`medsynth.audit.mia`),
+5. differential privacy budget from the model card or the synthetic set's manifest,
+6. PHI in the synthetic files (:mod:`medsynth.audit.phi`).
+
+The result writes itself as JSON (``to_json``) and as a one-file HTML report (``save_html``), and
+renders itself in Jupyter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from medsynth.audit.baseline import holdout_baseline
+from medsynth.audit.memorization import ScopeResult, make_embedder, nearest_training
+from medsynth.audit.patients import check_disjoint
+from medsynth.audit.phi import check_phi
+from medsynth.audit.prepare import PreparedSet, as_dataset, prepare
+from medsynth.config import deep_update, load_config
+from medsynth.errors import ConfigError, InvalidModelError
+
+OCR_NOTE = (
+    "Text burned into the pixels is not read (no OCR is done); BurnedInAnnotation is checked, "
+    "but an image with unflagged burned-in text would pass. OCR of pixel text is a later step."
+)
+
+
+@dataclass
+class AuditResult:
+    """What the audit found.
+
+    Attributes:
+        verdict: "pass" when every check passed, else "fail".
+        checks: one dict per check: name, value, threshold, passed, details.
+        memorization: per-scope summaries and ``flagged``: one object per flagged synthetic sample
+            (``synthetic`` and ``nearest_train`` as paths relative to their dataset roots, scores).
+        baseline, mia, dp, phi: the evidence of each check (JSON-ready).
+        inputs: dataset roots and sizes; config: the settings used; notes: what was skipped and why.
+    """
+
+    verdict: str
+    checks: list[dict[str, Any]]
+    memorization: dict[str, Any]
+    baseline: dict[str, Any]
+    mia: dict[str, Any] | None
+    dp: dict[str, Any]
+    phi: dict[str, Any]
+    inputs: dict[str, Any]
+    config: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    plots: dict[str, Any] = field(default_factory=dict, repr=False)  # arrays for the figures, not JSON
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document: verdict and checks first."""
+        return _jsonable(
+            {
+                "verdict": self.verdict,
+                "checks": self.checks,
+                "memorization": self.memorization,
+                "baseline": self.baseline,
+                "mia": self.mia,
+                "dp": self.dp,
+                "phi": self.phi,
+                "inputs": self.inputs,
+                "notes": self.notes,
+                "seconds": round(self.seconds, 2),
+                "config": self.config,
+            }
+        )
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write the JSON report atomically; returns the path."""
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        return _atomic_write_text(Path(path), text)
+
+    def to_html(self) -> str:
+        """The one-file HTML report (figures inlined as base64 PNG)."""
+        from medsynth.audit.report import render_html
+
+        return render_html(self)
+
+    def save_html(self, path: str | Path) -> Path:
+        """Write the HTML report atomically; returns the path."""
+        return _atomic_write_text(Path(path), self.to_html())
+
+    def _repr_html_(self) -> str:
+        from medsynth.audit.report import render_html
+
+        return render_html(self, standalone=False)
+
+    def __repr__(self) -> str:
+        failed = [c["name"] for c in self.checks if not c["passed"]]
+        return f"AuditResult(verdict={self.verdict!r}, checks={len(self.checks)}, failed={failed})"
+
+
+def _atomic_write_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _jsonable(obj: Any) -> Any:
+    """Numpy scalars/arrays to Python; NaN/inf to None (strict JSON has neither)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def resolve_config(config: str | Path | dict[str, Any] | None) -> dict[str, Any]:
+    """The audit settings: the packaged defaults with a YAML file or a dict laid over them.
+
+    Raises:
+        ConfigError: unknown keys or an unreadable file.
+    """
+    if config is None or isinstance(config, (str, Path)):
+        return load_config(config, kind="audit")
+    base = load_config(None, kind="audit")
+    unknown = _unknown(base, config)
+    if unknown:
+        raise ConfigError(f"unknown audit setting(s) {', '.join(unknown)}")
+    return deep_update(base, config)
+
+
+def _unknown(base: dict[str, Any], user: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k, v in user.items():
+        if k not in base:
+            out.append(prefix + k)
+        elif isinstance(v, dict) and isinstance(base[k], dict) and base[k]:
+            out += _unknown(base[k], v, prefix + k + ".")
+    return out
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True, disable=not enabled,
+    ) as bar:
+        yield bar
+
+
+def _check(name: str, value: Any, threshold: Any, passed: bool, **details: Any) -> dict[str, Any]:
+    return {"name": name, "value": value, "threshold": threshold, "passed": bool(passed), "details": details}
+
+
+def audit(
+    train: Any,
+    synthetic: Any,
+    holdout: Any,
+    model: Any = None,
+    config: str | Path | dict[str, Any] | None = None,
+    progress: bool = True,
+) -> AuditResult:
+    """Audit a synthetic set against the training set it came from and a holdout of other patients.
+
+    Args:
+        train: the real images the model was trained on (a path ``load_dataset`` reads, or a dataset).
+        synthetic: the set to be released (same).
+        holdout: real images of other patients the model never saw (same).
+        model: a model directory (``LesionInpainter.from_pretrained``) or a loaded model with
+            ``per_sample_loss``; None skips membership inference.
+        config: a YAML path or a dict laid over ``configs/audit.yaml``.
+        progress: show rich progress bars on reading, embedding and search.
+
+    Returns:
+        The :class:`AuditResult`.
+
+    Raises:
+        AuditInputError: train and holdout share a patient or an image.
+        InvalidDatasetError, InvalidModelError, ConfigError: unreadable inputs.
+    """
+    t0 = time.perf_counter()
+    # 1. Check inputs: config, datasets, model.
+    cfg = resolve_config(config)
+    ds = {"train": as_dataset(train, "train"), "synthetic": as_dataset(synthetic, "synthetic"),
+          "holdout": as_dataset(holdout, "holdout")}
+    model_obj, model_dir = _load_model(model)
+    notes: list[str] = [OCR_NOTE]
+    plots: dict[str, Any] = {}
+    checks: list[dict[str, Any]] = []
+
+    with _progress(progress) as bar:
+        # 2. Read every set once: thumbnails, lesion crops, pixel hashes.
+        prep: dict[str, PreparedSet] = {}
+        for name, d in ds.items():
+            task = bar.add_task(f"reading {name}", total=len(d))
+            prep[name] = prepare(d, name, cfg["preprocess"], on_case=lambda n, t=task: bar.advance(t, n))
+        tr, sy, ho = prep["train"], prep["synthetic"], prep["holdout"]
+
+        # 3. Patient overlap: refuse, the baseline would be meaningless.
+        check_disjoint(tr, ho)
+        checks.append(_check("patient_overlap", 0, 0, True,
+                             note="train and holdout share no patient ID and no identical image"))
+
+        # 4. Memorization on each scope.
+        mcfg = cfg["memorization"]
+        scopes: dict[str, ScopeResult] = {}
+        arrays = {"image": (sy.images, tr.images, ho.images), "roi": (sy.rois, tr.rois, ho.rois)}
+        for scope in mcfg["scopes"]:
+            if scope not in arrays:
+                raise ConfigError(f"unknown memorization scope {scope!r}; use 'image' and/or 'roi'")
+            s_arr, t_arr, _ = arrays[scope]
+            if len(s_arr) == 0 or len(t_arr) == 0:
+                notes.append(f"memorization on {scope}s skipped: the "
+                             f"{'synthetic' if len(s_arr) == 0 else 'training'} set has no lesion masks")
+                continue
+            embedder = None
+            if mcfg["embedding"] not in (None, "none"):
+                task = bar.add_task(f"embedding ({scope}s, {mcfg['embedding']})", total=None)
+                embedder = make_embedder(mcfg["embedding"], t_arr, mcfg["embedding_cache_dir"],
+                                         mcfg["embedding_options"])
+                bar.update(task, total=1, completed=1)
+            task = bar.add_task(f"searching {scope}s ({len(s_arr)} x {len(t_arr)})", total=len(s_arr))
+            scopes[scope] = nearest_training(s_arr, t_arr, mcfg, scope, embedder,
+                                             on_progress=lambda n, t=task: bar.advance(t, n))
+        memo = _memorization_summary(scopes, tr, sy, mcfg)
+        plots["pairs"] = _closest_pairs(scopes, tr, sy, int(mcfg["report_pairs"]))
+        n_flag = len(memo["flagged"])
+        checks.append(_check("memorization", n_flag, int(mcfg["max_flagged"]), n_flag <= int(mcfg["max_flagged"]),
+                             n_synthetic=len(sy), thresholds=mcfg["thresholds"],
+                             scopes={k: v["n_flagged"] for k, v in memo["scopes"].items()}))
+
+        # 5. Holdout baseline on each scope.
+        bcfg = cfg["baseline"]
+        baseline: dict[str, Any] = {}
+        for scope in scopes:
+            s_arr, t_arr, h_arr = arrays[scope]
+            if len(h_arr) < 2:
+                notes.append(f"holdout baseline on {scope}s skipped: the holdout has {len(h_arr)} {scope}(s)")
+                continue
+            task = bar.add_task(f"holdout baseline ({scope}s)", total=None)
+            b = holdout_baseline(s_arr, t_arr, h_arr, bcfg, mcfg, scope, seed=int(bcfg["seed"]))
+            bar.update(task, total=1, completed=1)
+            plots[f"baseline_{scope}"] = (b.synthetic_to_train, b.holdout_to_train)
+            baseline[scope] = {
+                "n_synthetic": len(s_arr), "n_holdout": len(h_arr),
+                "dcr_share_closer_to_train": b.dcr_share, "dcr_pvalue": b.dcr_pvalue,
+                "dcr_overfitting_protection": b.dcr_protection,
+                "mannwhitney_u": b.mw_statistic, "mannwhitney_pvalue": b.mw_pvalue,
+                "p_synthetic_closer_than_holdout": b.auc_closer,
+                "median_synthetic_to_train": float(np.median(b.synthetic_to_train)),
+                "median_holdout_to_train": float(np.median(b.holdout_to_train)),
+            }
+            dcr_fail = b.dcr_share > float(bcfg["dcr_share_max"]) and b.dcr_pvalue < float(bcfg["dcr_alpha"])
+            checks.append(_check(f"baseline_dcr_{scope}", b.dcr_share, float(bcfg["dcr_share_max"]), not dcr_fail,
+                                 pvalue=b.dcr_pvalue, alpha=float(bcfg["dcr_alpha"]),
+                                 note="share of synthetic samples closer to train than to holdout; ~0.5 for fresh data"))
+            checks.append(_check(f"baseline_mannwhitney_{scope}", b.mw_pvalue, float(bcfg["mannwhitney_alpha"]),
+                                 b.mw_pvalue >= float(bcfg["mannwhitney_alpha"]),
+                                 p_synthetic_closer_than_holdout=b.auc_closer,
+                                 note="one-sided: synthetic->train distances smaller than holdout->train"))
+
+        # 6. Membership inference against the model.
+        mia_out = None
+        if model_obj is not None:
+            from medsynth.audit.mia import membership_inference
+
+            icfg = cfg["mia"]
+            task = bar.add_task("membership inference (patches scored)", total=None)
+            res = membership_inference(model_obj, ds["train"], ds["holdout"], icfg,
+                                       on_batch=lambda n: bar.advance(task, n))
+            mia_out = {"n_members": res.n_members, "n_nonmembers": res.n_nonmembers,
+                       "skipped_lesions": res.skipped_lesions, "attacks": {}}
+            for a in res.attacks:
+                mia_out["attacks"][a.name] = {"auc": a.auc, f"tpr_at_{a.max_fpr:g}_fpr": a.tpr_at_fpr,
+                                              "pvalue": a.pvalue}
+                plots[f"roc_{a.name}"] = (a.fpr, a.tpr, a.auc)
+                fail = a.auc > float(icfg["auc_max"]) and a.pvalue < float(icfg["alpha"])
+                checks.append(_check(f"mia_{a.name}", a.auc, float(icfg["auc_max"]), not fail,
+                                     tpr_at_fpr=a.tpr_at_fpr, max_fpr=a.max_fpr, pvalue=a.pvalue,
+                                     n_members=res.n_members, n_nonmembers=res.n_nonmembers))
+        else:
+            notes.append("membership inference skipped: no --model given")
+
+        # 7. Differential privacy budget.
+        dp = _dp_info(model_obj, model_dir, ds["synthetic"])
+        checks.append(_dp_check(dp, cfg["dp"]))
+
+        # 8. PHI in the synthetic files.
+        task = bar.add_task("PHI in synthetic files", total=None)
+        phi = check_phi(Path(sy.root), Path(tr.root), tr.patient_ids, tr.relpaths, cfg["phi"])
+        bar.update(task, total=1, completed=1)
+        phi_out = {"n_dicom": phi.n_dicom, "n_files": phi.n_files, "counts": phi.counts,
+                   "findings": [f.to_dict() for f in phi.findings[:500]], "n_findings": len(phi.findings),
+                   "identifiers_not_searched": phi.skipped_identifiers, "ocr": False, "ocr_note": OCR_NOTE}
+        checks.append(_check("phi", len(phi.findings), 0, not phi.findings, n_dicom=phi.n_dicom,
+                             counts=phi.counts, ocr=False))
+
+    verdict = "pass" if all(c["passed"] for c in checks) else "fail"
+    return AuditResult(
+        verdict=verdict,
+        checks=checks,
+        memorization=memo,
+        baseline=baseline,
+        mia=mia_out,
+        dp=dp,
+        phi=phi_out,
+        inputs={name: {"root": str(p.root), "n_images": len(p), "n_rois": int(len(p.rois)),
+                       "layout": getattr(ds[name], "layout", None)} for name, p in prep.items()}
+        | ({"model": str(model_dir)} if model_dir else {}),
+        config=cfg,
+        notes=notes,
+        seconds=time.perf_counter() - t0,
+        plots=plots,
+    )
+
+
+def _load_model(model: Any) -> tuple[Any, Path | None]:
+    if model is None:
+        return None, None
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if not path.is_dir():
+            raise InvalidModelError("model directory not found", path)
+        from medsynth.models.inpainter import LesionInpainter
+
+        return LesionInpainter.from_pretrained(path), path
+    if not hasattr(model, "per_sample_loss"):
+        raise InvalidModelError(f"the model ({type(model).__name__}) has no per_sample_loss method")
+    return model, None
+
+
+def _dp_info(model: Any, model_dir: Path | None, synthetic_ds: Any) -> dict[str, Any]:
+    """ε/δ as recorded by the model card (preferred) or by the synthetic set's manifest."""
+    card: dict[str, Any] | None = None
+    source = None
+    if model_dir is not None and (model_dir / "model_card.json").is_file():
+        path = model_dir / "model_card.json"
+        try:
+            card = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise InvalidModelError(f"model_card.json is not valid JSON ({e})", path) from e
+        source = str(path)
+    elif model is not None and isinstance(getattr(model, "model_card", None), dict):
+        card, source = model.model_card, "model.model_card"
+    if card is not None and "dp" in card:
+        return _dp_fields(card.get("dp"), source)
+    root = Path(getattr(synthetic_ds, "root", "."))
+    manifest = (root if root.is_dir() else root.parent) / "manifest.json"
+    if manifest.is_file():
+        try:
+            man = json.loads(manifest.read_text())
+        except json.JSONDecodeError as e:
+            from medsynth.errors import InvalidDatasetError
+
+            raise InvalidDatasetError(f"manifest.json is not valid JSON ({e})", manifest) from e
+        if isinstance(man, dict):
+            if "dp" in man:
+                return _dp_fields(man.get("dp"), str(manifest))
+            if isinstance(man.get("model"), dict) and "dp" in man["model"]:
+                return _dp_fields(man["model"].get("dp"), str(manifest))
+    return {"recorded": False, "source": None, "epsilon": None, "delta": None}
+
+
+def _dp_fields(dp: Any, source: str | None) -> dict[str, Any]:
+    if not dp:
+        return {"recorded": True, "dp_trained": False, "source": source, "epsilon": None, "delta": None}
+    return {"recorded": True, "dp_trained": True, "source": source,
+            "epsilon": float(dp["epsilon"]) if dp.get("epsilon") is not None else None,
+            "delta": float(dp["delta"]) if dp.get("delta") is not None else None,
+            **{k: dp[k] for k in ("max_grad_norm", "noise_multiplier", "accountant") if k in dp}}
+
+
+def _dp_check(dp: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    eps_max, delta_max = cfg.get("epsilon_max"), cfg.get("delta_max")
+    eps, delta = dp.get("epsilon"), dp.get("delta")
+    passed, why = True, "reported only (no maximum configured)"
+    if eps_max is not None:
+        if eps is None:
+            passed, why = False, "no differential-privacy guarantee recorded (epsilon = infinity)"
+        elif eps > float(eps_max):
+            passed, why = False, f"epsilon {eps:g} above the maximum {float(eps_max):g}"
+        else:
+            why = "epsilon within the maximum"
+    if delta_max is not None and passed:
+        if delta is None or delta > float(delta_max):
+            passed, why = False, f"delta {delta} above the maximum {float(delta_max):g}"
+    return _check("dp", eps, eps_max, passed, delta=delta, delta_max=delta_max, source=dp.get("source"), note=why)
+
+
+def _memorization_summary(scopes: dict[str, ScopeResult], tr: PreparedSet, sy: PreparedSet,
+                          cfg: dict[str, Any]) -> dict[str, Any]:
+    """Per-scope statistics and one object per flagged synthetic case (its strongest match first)."""
+    summary: dict[str, Any] = {"scopes": {}, "flagged": []}
+    per_case: dict[int, list[dict[str, Any]]] = {}
+    for scope, r in scopes.items():
+        summary["scopes"][scope] = {
+            "n": int(len(r.ncc)), "n_flagged": int(r.flagged.sum()),
+            "max_ncc": float(r.ncc.max()), "max_ssim": float(np.nanmax(r.ssim)),
+            "min_carlini_ratio": float(r.carlini_ratio.min()),
+            "max_embedding_cosine": None if r.embedding_cosine is None else float(r.embedding_cosine.max()),
+            "embedding": r.embedding_name,
+        }
+        for i in np.nonzero(r.flagged)[0]:
+            case = int(i) if scope == "image" else int(sy.roi_case[i])
+            j = int(r.nn_index[i])
+            tcase = j if scope == "image" else int(tr.roi_case[j])
+            match = {
+                "scope": scope,
+                "synthetic": sy.relpaths[case],
+                "nearest_train": tr.relpaths[tcase],
+                "ncc": float(r.ncc[i]),
+                "ssim": float(r.ssim[i]),
+                "carlini_ratio": float(r.carlini_ratio[i]),
+                "embedding_cosine": None if r.embedding_cosine is None else float(r.embedding_cosine[i]),
+                "transform": r.variant[i],
+                "shift_px": [int(r.shift[i, 0]), int(r.shift[i, 1])],
+                "flagged_by": r.reasons[i],
+            }
+            if scope == "roi":
+                match["synthetic_roi_box"] = [int(v) for v in sy.roi_boxes[i]]
+                match["nearest_train_roi_box"] = [int(v) for v in tr.roi_boxes[j]]
+            per_case.setdefault(case, []).append(match)
+    for case in sorted(per_case):
+        matches = sorted(per_case[case], key=lambda m: -m["ncc"])
+        top = dict(matches[0])
+        top["synthetic_case_id"] = sy.case_ids[case]
+        top["matches"] = matches
+        summary["flagged"].append(top)
+    return summary
+
+
+def _closest_pairs(scopes: dict[str, ScopeResult], tr: PreparedSet, sy: PreparedSet, n: int) -> list[dict[str, Any]]:
+    """The n closest synthetic/train pairs over all scopes (by NCC), with their thumbnails."""
+    from medsynth.audit.memorization import apply_variant
+
+    rows = []
+    for scope, r in scopes.items():
+        s_arr, t_arr = (sy.images, tr.images) if scope == "image" else (sy.rois, tr.rois)
+        for i in np.argsort(-r.ncc)[:n]:
+            case = int(i) if scope == "image" else int(sy.roi_case[i])
+            j = int(r.nn_index[i])
+            tcase = j if scope == "image" else int(tr.roi_case[j])
+            rows.append({"scope": scope, "ncc": float(r.ncc[i]), "carlini_ratio": float(r.carlini_ratio[i]),
+                         "flagged": bool(r.flagged[i]), "synthetic": sy.relpaths[case],
+                         "nearest_train": tr.relpaths[tcase], "transform": r.variant[i],
+                         "synthetic_image": apply_variant(s_arr[i], r.variant[i]), "train_image": t_arr[j]})
+    rows.sort(key=lambda d: -d["ncc"])
+    return rows[:n]

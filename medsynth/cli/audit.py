@@ -1,0 +1,61 @@
+"""``medsynth audit``: the privacy audit that decides whether a synthetic set may be released.
+
+Exit codes: 0 every check passed, 1 a check failed (a copy, a leak or a threshold crossed),
+2 bad input (unreadable data, or train and holdout sharing a patient).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from medsynth.cli._app import EXIT_CHECK_FAILED, EXIT_OK, app
+
+
+@app.command()
+def audit(
+    train: Path = typer.Option(..., "--train", help="Real images the model was trained on (any dataset layout)."),
+    synthetic: Path = typer.Option(..., "--synthetic", help="The synthetic set to be released."),
+    holdout: Path = typer.Option(..., "--holdout", help="Real images of other patients the model never saw."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model directory: runs membership inference and reads ε/δ."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML laid over configs/audit.yaml (thresholds)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the one-file HTML report here."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the machine-readable verdict here."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Audit SYNTHETIC against TRAIN and HOLDOUT: copies, holdout baseline, membership inference, DP, PHI."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from medsynth.audit.run import audit as run_audit
+
+    console = Console()
+    result = run_audit(train, synthetic, holdout, model=model, config=config, progress=not quiet)
+    if json_out is not None:
+        result.to_json(json_out)
+    if report is not None:
+        result.save_html(report)
+
+    table = Table(title=f"medsynth audit: {result.verdict.upper()}", title_style="bold green" if result.passed else "bold red")
+    for col in ("check", "result", "value", "threshold"):
+        table.add_column(col)
+    for c in result.checks:
+        value = c["value"]
+        table.add_row(
+            c["name"],
+            "[green]pass[/]" if c["passed"] else "[bold red]FAIL[/]",
+            f"{value:.4g}" if isinstance(value, float) else str(value),
+            "" if c["threshold"] is None else str(c["threshold"]),
+        )
+    console.print(table)
+    for f in result.memorization["flagged"][:10]:
+        console.print(f"[red]copy?[/] {f['synthetic']} ~ {f['nearest_train']} "
+                      f"({f['scope']}, NCC {f['ncc']:.3f}, ratio {f['carlini_ratio']:.2f}, {f['transform']})")
+    for note in result.notes:
+        console.print(f"[dim]note: {note}[/]")
+    for path in (json_out, report):
+        if path is not None:
+            console.print(f"wrote {path}")
+    raise typer.Exit(code=EXIT_OK if result.passed else EXIT_CHECK_FAILED)

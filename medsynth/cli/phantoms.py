@@ -1,0 +1,109 @@
+"""``medsynth phantoms OUT``: write a dataset of procedural mammography phantoms.
+
+A thin layer over :func:`medsynth.phantoms.make_phantoms`: options lay over the packaged defaults
+(``configs/phantoms.yaml``) or a ``--config`` file; a progress bar runs while images are written and
+one summary line follows.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from medsynth.cli._app import EXIT_OK, app
+from medsynth.errors import ConfigError
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"512x416"`` → (512, 416) rows x cols; anything else is a ConfigError."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×,]\s*(\d+)\s*", text)
+    if not match:
+        raise ConfigError(f"--size must look like ROWSxCOLS (e.g. 512x416), got {text!r}")
+    rows, cols = int(match.group(1)), int(match.group(2))
+    if min(rows, cols) < 32:
+        raise ConfigError(f"--size must be at least 32x32, got {text!r}")
+    return rows, cols
+
+
+def _choice(name: str, value: Any, allowed: tuple[Any, ...]) -> Any:
+    if value not in allowed:
+        shown = ", ".join(str(a) for a in allowed)
+        raise ConfigError(f"--{name} must be one of {shown}, got {value!r}")
+    return value
+
+
+@app.command()
+def phantoms(
+    out: Path = typer.Argument(..., help="Output folder (created; must be empty unless --overwrite)."),
+    n: Optional[int] = typer.Option(None, "--n", help="Number of images (two per patient). (default 200)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed; the same seed gives identical pixels. (default 0)"),
+    size: Optional[str] = typer.Option(None, "--size", help="ROWSxCOLS in pixels. (default 512x416)"),
+    view: Optional[str] = typer.Option(None, "--view", help="cc or mlo. (default cc)"),
+    density: Optional[str] = typer.Option(None, "--density", help="BI-RADS density a|b|c|d (default: drawn per patient)."),
+    layout: Optional[str] = typer.Option(None, "--layout", help="cbis-ddsm | nifti | folder. (default cbis-ddsm)"),
+    monochrome: Optional[int] = typer.Option(None, "--monochrome", help="1 (stored inverted) or 2. (default 2)"),
+    burned_in_text: bool = typer.Option(False, "--burned-in-text", help="Write a decoy name and date into the pixels."),
+    patient_offset: Optional[int] = typer.Option(None, "--patient-offset", help="Skip this many patients. (default 0)"),
+    lesion_fraction: Optional[float] = typer.Option(None, "--lesion-fraction", help="Share of images with a lesion. (default 0.75)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file laid over configs/phantoms.yaml."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing phantoms dataset in OUT."),
+) -> None:
+    """Write procedural mammography phantoms (CBIS-DDSM-like DICOM with decoy PHI, NIfTI or PNG)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from medsynth.config import load_config
+    from medsynth.phantoms import LAYOUTS, make_phantoms
+
+    cfg = load_config(config, kind="phantoms")
+    given = {
+        "n": n, "seed": seed, "view": view, "density": density, "layout": layout,
+        "monochrome": monochrome, "patient_offset": patient_offset, "lesion_fraction": lesion_fraction,
+    }
+    cfg.update({k: v for k, v in given.items() if v is not None})
+    if burned_in_text:
+        cfg["burned_in_text"] = True
+    rows_cols = parse_size(size) if size is not None else tuple(int(v) for v in cfg["size"])
+    view_ = _choice("view", str(cfg["view"]).lower(), ("cc", "mlo"))
+    density_ = cfg["density"]
+    if density_ is not None:
+        density_ = _choice("density", str(density_).lower(), ("a", "b", "c", "d"))
+    layout_ = _choice("layout", cfg["layout"], LAYOUTS)
+    mono = _choice("monochrome", int(cfg["monochrome"]), (1, 2))
+    if int(cfg["n"]) < 1:
+        raise ConfigError(f"--n must be at least 1, got {cfg['n']}")
+    if int(cfg["seed"]) < 0:
+        raise ConfigError(f"--seed must be >= 0, got {cfg['seed']}")
+
+    console = Console(stderr=True)
+    start = time.perf_counter()
+    with Progress(
+        TextColumn("phantoms"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as bar:
+        task = bar.add_task("render", total=int(cfg["n"]))
+        root = make_phantoms(
+            out, int(cfg["n"]), int(cfg["seed"]), size=rows_cols, view=view_, density=density_,
+            layout=layout_, monochrome=mono, burned_in_text=bool(cfg["burned_in_text"]),
+            lesion_fraction=float(cfg["lesion_fraction"]), patient_offset=int(cfg["patient_offset"]),
+            spacing=cfg["spacing_mm"], fov_mm=float(cfg["fov_mm"]), bits_stored=int(cfg["bits_stored"]),
+            split=str(cfg["split"]), overwrite=overwrite,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
+    elapsed = time.perf_counter() - start
+    import json
+
+    manifest = json.loads((root / "phantoms.json").read_text())
+    cases = manifest["cases"]
+    n_lesions = sum(len(c["lesions"]) for c in cases)
+    with_lesion = sum(1 for c in cases if c["lesions"])
+    Console(highlight=False, soft_wrap=True).print(
+        f"wrote {len(cases)} phantoms ({with_lesion} with lesions, {n_lesions} lesions, "
+        f"{len({c['patient_id'] for c in cases})} patients) as {layout_} to {root} "
+        f"in {elapsed:.1f} s (seed {cfg['seed']}, {rows_cols[0]}x{rows_cols[1]}, {view_.upper()})"
+    )
+    raise typer.Exit(code=EXIT_OK)

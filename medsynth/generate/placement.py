@@ -1,0 +1,128 @@
+"""Where a synthetic lesion may go: the breast-tissue mask of an image and a free spot inside it.
+
+The tissue mask is computed from the pixels alone (no header needed): Otsu's threshold separates
+the breast from the dark background (air), then morphology keeps the largest connected region,
+fills its holes and smooths the outline (scikit-image / SciPy). A lesion is placed only where
+
+* it lies wholly inside the tissue, at least ``skin_margin_mm`` from the skin line (the tissue
+  boundary and the image border),
+* at least ``chest_wall_margin_mm`` from the chest-wall edge (the image side the breast touches
+  most), and
+* at least ``gap_mm`` from any lesion already in the image (existing labels or ones placed before),
+
+and its position is drawn uniformly among all such spots with the case's random generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class PlacementSettings:
+    """Margins of lesion placement, in mm."""
+
+    skin_margin_mm: float = 3.0
+    chest_wall_margin_mm: float = 5.0
+    gap_mm: float = 2.0
+
+
+def tissue_mask(image: np.ndarray, min_area_fraction: float = 0.01) -> np.ndarray:
+    """The breast-tissue mask of a mammogram (display polarity: tissue brighter than air).
+
+    Args:
+        image: (rows, cols) float image (any range).
+        min_area_fraction: a region smaller than this share of the image counts as no tissue.
+
+    Returns:
+        bool (rows, cols): the largest bright connected region, holes filled, outline smoothed.
+        All False when the image is flat or no region is large enough.
+    """
+    from skimage.filters import threshold_otsu
+    from skimage.morphology import disk
+
+    image = np.asarray(image, dtype=np.float32)
+    lo, hi = float(image.min()), float(image.max())
+    if not hi > lo:
+        return np.zeros(image.shape, dtype=bool)
+    # Otsu on the full image splits air from tissue; halving the distance to the background level
+    # keeps the thin, dim skin edge of the breast inside the mask.
+    otsu = float(threshold_otsu(image))
+    background = float(np.median(image[image <= otsu])) if np.any(image <= otsu) else lo
+    raw = image > background + 0.5 * (otsu - background)
+    radius = max(1, int(round(min(image.shape) / 200)))
+    raw = ndimage.binary_opening(raw, structure=disk(radius))
+    labels, n = ndimage.label(raw)
+    if n == 0:
+        return np.zeros(image.shape, dtype=bool)
+    sizes = ndimage.sum_labels(raw, labels, index=np.arange(1, n + 1))
+    largest = int(np.argmax(sizes)) + 1
+    if sizes[largest - 1] < min_area_fraction * image.size:
+        return np.zeros(image.shape, dtype=bool)
+    return ndimage.binary_fill_holes(labels == largest)
+
+
+def chest_wall_side(tissue: np.ndarray) -> str:
+    """``"left"`` or ``"right"``: the image edge (column 0 or the last) the breast touches most."""
+    return "left" if int(tissue[:, 0].sum()) >= int(tissue[:, -1].sum()) else "right"
+
+
+def allowed_region(tissue: np.ndarray, spacing: tuple[float, float], occupied: np.ndarray | None = None,
+                   settings: PlacementSettings = PlacementSettings()) -> np.ndarray:
+    """Pixels a lesion may cover: inside the tissue and away from skin, chest wall and other lesions.
+
+    Args:
+        tissue: bool tissue mask.
+        spacing: (row, col) mm per pixel.
+        occupied: bool mask of lesions already in the image (None: none).
+        settings: the margins.
+    """
+    tissue = np.asarray(tissue, dtype=bool)
+    # Distance (mm) to the nearest non-tissue pixel, the image border counting as one; the chest
+    # wall edge is treated separately below, so it is not border here.
+    side = chest_wall_side(tissue)
+    padded = np.pad(tissue, 1, constant_values=False)
+    if side == "left":
+        padded[:, 0] = padded[:, 1]
+    else:
+        padded[:, -1] = padded[:, -2]
+    skin_dist = ndimage.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1]
+    allowed = tissue & (skin_dist >= settings.skin_margin_mm)
+    cols_mm = np.arange(tissue.shape[1]) * spacing[1]
+    chest_dist = cols_mm if side == "left" else cols_mm[::-1]
+    allowed &= (chest_dist >= settings.chest_wall_margin_mm)[None, :]
+    if occupied is not None and np.any(occupied):
+        near = ndimage.distance_transform_edt(~np.asarray(occupied, dtype=bool), sampling=spacing)
+        allowed &= near > settings.gap_mm
+    return allowed
+
+
+def valid_positions(allowed: np.ndarray, lesion: np.ndarray) -> np.ndarray:
+    """bool (H-h+1, W-w+1): top-left corners where ``lesion`` (h, w) lies wholly inside ``allowed``.
+
+    Counts the blocked pixels under the lesion at every offset with an FFT correlation.
+    """
+    from scipy.signal import fftconvolve
+
+    H, W = allowed.shape
+    h, w = lesion.shape
+    if h > H or w > W:
+        return np.zeros((0, 0), dtype=bool)
+    blocked = (~np.asarray(allowed, dtype=bool)).astype(np.float32)
+    footprint = np.asarray(lesion, dtype=np.float32)[::-1, ::-1]
+    overlap = fftconvolve(blocked, footprint, mode="valid")
+    return overlap < 0.5
+
+
+def place_lesion(allowed: np.ndarray, lesion: np.ndarray, rng: np.random.Generator) -> tuple[int, int] | None:
+    """A random top-left corner (row, col) where ``lesion`` fits in ``allowed``; None when none does."""
+    valid = valid_positions(allowed, lesion)
+    candidates = np.flatnonzero(valid)
+    if candidates.size == 0:
+        return None
+    pick = int(candidates[int(rng.integers(candidates.size))])
+    r, c = np.unravel_index(pick, valid.shape)
+    return int(r), int(c)

@@ -1,0 +1,577 @@
+"""LesionInpainter: a small pixel-space diffusion model that paints a lesion inside a mask on a patch
+of breast tissue, conditioned on the tissue around it.
+
+The UNet (diffusers ``UNet2DModel``) sees three channels, the layout of diffusers' inpainting UNets
+in pixel space: [noisy patch, mask, patch with the masked region blanked]. It is trained with a
+DDPM (cosine) noise schedule to predict the noise, the loss weighted up inside the (dilated) mask.
+Sampling uses DDIM with "trailing" timesteps (DPM-Solver++ optional); after every step the known
+region, noised to the current level, is put back, and at the end it is restored exactly, blended
+into the painted lesion across a feathered edge. An unconditional model (``conditional: false``)
+is sampled with RePaint instead (see :mod:`medsynth.models.repaint`).
+
+The model directory holds ``config.json`` (the config *is* the constructor), ``model.safetensors``,
+``model_card.json`` and a human-readable ``README.md`` model card.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medsynth.errors import InvalidImageError, InvalidMaskError, InvalidModelError
+from medsynth.models.patches import check_image_and_mask, crop_roi, feather_weights, paste_roi
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "model_card.json"
+README_NAME = "README.md"
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "image_size": 64,
+    # 0.5 mm/px: a 64 px patch is a 32 mm square, so 5-25 mm masses fit with context around them.
+    "spacing_mm": 0.5,
+    "conditional": True,
+    # Class label 1 = lesion, 0 = healthy tissue (healthy crops with random masks); sampling asks for 1.
+    "class_conditional": True,
+    "block_out_channels": [32, 64, 64],
+    "layers_per_block": 1,
+    "attention": True,  # attention only at the lowest resolution (and in the mid block)
+    "norm_num_groups": 8,
+    "num_train_timesteps": 1000,
+    "beta_schedule": "squaredcos_cap_v2",
+    "prediction_type": "epsilon",
+    "mask_loss_weight": 5.0,
+    "mask_dilate_px": 3,
+    "sampler": "ddim",  # or "dpmsolver++"
+    "num_inference_steps": 25,
+    "feather_px": 2.0,
+    "roi_margin_mm": 2.0,
+    "repaint": {"num_inference_steps": 50, "jump_length": 10, "jump_n_sample": 3},
+}
+
+
+def make_config(**overrides: Any) -> dict[str, Any]:
+    """The default model config with ``overrides`` laid over it; unknown keys are refused."""
+    unknown = sorted(set(overrides) - set(DEFAULT_CONFIG))
+    if unknown:
+        raise InvalidModelError(f"unknown model setting(s) {unknown}; known: {sorted(DEFAULT_CONFIG)}")
+    config = copy.deepcopy(DEFAULT_CONFIG)
+    config.update(copy.deepcopy(overrides))
+    return config
+
+
+def build_unet(config: dict[str, Any]):
+    """A ``UNet2DModel`` for ``config`` (3 input channels when conditional, 1 otherwise)."""
+    from diffusers import UNet2DModel
+
+    blocks = list(config["block_out_channels"])
+    n = len(blocks)
+    attn_last = bool(config.get("attention", True))
+    down = tuple("AttnDownBlock2D" if (attn_last and i == n - 1) else "DownBlock2D" for i in range(n))
+    up = tuple("AttnUpBlock2D" if (attn_last and i == 0) else "UpBlock2D" for i in range(n))
+    return UNet2DModel(
+        sample_size=int(config["image_size"]),
+        in_channels=3 if config["conditional"] else 1,
+        out_channels=1,
+        block_out_channels=tuple(blocks),
+        layers_per_block=int(config["layers_per_block"]),
+        down_block_types=down,
+        up_block_types=up,
+        norm_num_groups=int(config["norm_num_groups"]),
+        add_attention=attn_last,
+        num_class_embeds=2 if (config["conditional"] and config.get("class_conditional")) else None,
+    )
+
+
+def scheduler_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The diffusers noise-scheduler settings the model was trained with."""
+    return {
+        "num_train_timesteps": int(config["num_train_timesteps"]),
+        "beta_schedule": config["beta_schedule"],
+        "prediction_type": config["prediction_type"],
+    }
+
+
+def make_noise_scheduler(config: dict[str, Any]):
+    """The DDPM scheduler used in training (adds noise; holds the alphas)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(**scheduler_config(config))
+
+
+def dilate(mask: torch.Tensor, px: int) -> torch.Tensor:
+    """Square dilation of a (B,1,H,W) float mask by ``px`` pixels."""
+    if px <= 0:
+        return mask
+    return F.max_pool2d(mask, kernel_size=2 * px + 1, stride=1, padding=px)
+
+
+def unet_input(noisy: torch.Tensor, mask: torch.Tensor, x0: torch.Tensor, conditional: bool) -> torch.Tensor:
+    """The UNet's input: [noisy, mask, known image with the mask blanked] or just the noisy patch."""
+    if not conditional:
+        return noisy
+    return torch.cat([noisy, mask, x0 * (1.0 - mask)], dim=1)
+
+
+def diffusion_loss(
+    unet: torch.nn.Module,
+    noise_scheduler: Any,
+    x0: torch.Tensor,
+    mask: torch.Tensor,
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
+    config: dict[str, Any],
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-sample training loss, shape (B,): noise-prediction MSE weighted up inside the mask.
+
+    Args:
+        unet: the denoiser.
+        noise_scheduler: a DDPM scheduler (``add_noise``).
+        x0: (B,1,H,W) clean patches in [-1, 1].
+        mask: (B,1,H,W) float {0,1}.
+        noise: (B,1,H,W) standard normal.
+        timesteps: (B,) integer timesteps.
+        config: the model config (conditional, mask_loss_weight, mask_dilate_px).
+        labels: (B,) class labels (1 lesion, 0 healthy tissue); lesion when None.
+    """
+    noisy = noise_scheduler.add_noise(x0, noise, timesteps)
+    pred = unet(unet_input(noisy, mask, x0, config["conditional"]), timesteps,
+                class_labels=class_labels(config, x0.shape[0], x0.device, labels)).sample
+    weight = 1.0 + (float(config["mask_loss_weight"]) - 1.0) * dilate(mask, int(config["mask_dilate_px"]))
+    err = (pred.float() - noise.float()) ** 2
+    return (err * weight).flatten(1).sum(1) / weight.flatten(1).sum(1)
+
+
+def class_labels(config: dict[str, Any], batch: int, device: torch.device,
+                 labels: torch.Tensor | None = None) -> torch.Tensor | None:
+    """The UNet's class labels: None for a model without them, else ``labels`` or all 1 (lesion)."""
+    if not (config["conditional"] and config.get("class_conditional")):
+        return None
+    if labels is None:
+        return torch.ones(batch, dtype=torch.long, device=device)
+    return labels.to(device=device, dtype=torch.long)
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """A 63-bit seed for item ``index`` of a call seeded with ``seed`` (independent streams)."""
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(2, np.uint32).view(np.uint64)[0] >> 1)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (used to tie an adapter to its base weights)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries a saved model depends on."""
+    import diffusers
+
+    import medsynth
+
+    out = {"medsynth": medsynth.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__}
+    for name in ("peft", "opacus"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:  # optional at load time; recorded when present
+            continue
+    return out
+
+
+def render_model_card(card: dict[str, Any], config: dict[str, Any]) -> str:
+    """A short Markdown model card (README.md) from the model-card dict."""
+    dp = card.get("dp")
+    data = card.get("data") or {}
+    training = card.get("training") or {}
+    lines = [
+        f"# {card.get('name', 'medsynth lesion inpainter')}",
+        "",
+        "Mask-conditioned pixel-space diffusion model that paints a lesion inside a mask on a patch of "
+        "breast tissue (medsynth). Synthetic images it makes are not for diagnosis.",
+        "",
+        "## Model",
+        f"- patch: {config['image_size']} px at {config['spacing_mm']} mm/px "
+        f"({config['image_size'] * config['spacing_mm']:.1f} mm square)",
+        f"- conditional: {config['conditional']}; UNet blocks {config['block_out_channels']}, "
+        f"{card.get('parameters', '?')} parameters",
+        f"- schedule: {config['beta_schedule']}, {config['prediction_type']}-prediction; sampling "
+        f"{config['sampler']} with {config['num_inference_steps']} steps",
+        "",
+        "## Training",
+        f"- data: {data.get('source', '?')} (layout {data.get('layout', '?')}, {data.get('n_cases', '?')} cases, "
+        f"{data.get('n_lesion_crops', '?')} lesion crops, {data.get('n_healthy_crops', '?')} healthy crops)",
+        f"- data fingerprint (sha256): `{data.get('fingerprint', '?')}`",
+        f"- steps: {training.get('steps', '?')}, batch size {training.get('batch_size', '?')}, "
+        f"learning rate {training.get('learning_rate', '?')}, mixed precision {training.get('mixed_precision', '?')}",
+        "",
+        "## Differential privacy",
+    ]
+    if dp:
+        lines += [
+            f"- (ε, δ) = ({dp['epsilon']:.4g}, {dp['delta']:.3g}) spent, accountant {dp['accountant']}",
+            f"- noise multiplier {dp['noise_multiplier']:.4g}, max grad norm {dp['max_grad_norm']}, "
+            f"sample rate {dp.get('sample_rate')}, steps {dp.get('steps')}, secure mode {dp.get('secure_mode')}",
+        ]
+    else:
+        lines.append("- none: trained without differential privacy; it may memorize its training data.")
+    if card.get("adapter"):
+        lines += ["", "## Adapter", f"- {json.dumps(card['adapter'])}"]
+    lines += ["", "## Versions", "- " + ", ".join(f"{k} {v}" for k, v in (card.get("versions") or {}).items()), ""]
+    return "\n".join(lines)
+
+
+class LesionInpainter:
+    """Mask-conditioned diffusion inpainter for lesion patches.
+
+    Args:
+        config: the model config (see ``DEFAULT_CONFIG``); missing keys take their defaults.
+        unet: the denoiser; a freshly initialised one is built from ``config`` when None.
+        model_card: facts about how the weights were made (data, steps, DP); see ``save_pretrained``.
+
+    Example::
+
+        model = LesionInpainter.from_pretrained("model/")
+        out = model(patches, masks, seeds=[0, 1, 2])      # (B, H, W) float32 in [0, 1]
+        full = model.inpaint_scan(image, mask, spacing=(0.1, 0.1), seed=0)
+    """
+
+    def __init__(self, config: dict[str, Any] | None = None, unet: torch.nn.Module | None = None,
+                 model_card: dict[str, Any] | None = None) -> None:
+        self.config = make_config(**(config or {}))
+        self.unet = unet if unet is not None else build_unet(self.config)
+        self.unet.eval()
+        self.model_card: dict[str, Any] = dict(model_card or {})
+        self.model_card.setdefault("dp", None)
+        self.noise_scheduler = make_noise_scheduler(self.config)
+
+    # ------------------------------------------------------------------ save / load
+    @classmethod
+    def from_pretrained(cls, path: str | Path, adapter: str | Path | None = None,
+                        device: str | torch.device | None = None) -> "LesionInpainter":
+        """Load a model saved by :meth:`save_pretrained`, optionally with a LoRA adapter.
+
+        Args:
+            path: the model directory.
+            adapter: a LoRA adapter directory written by :func:`medsynth.models.lora.finetune_lora`.
+            device: where to put the weights (default CPU).
+
+        Raises:
+            InvalidModelError: a file is missing or does not match the config, or the adapter was
+                trained on other base weights.
+        """
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        config_path, weights_path = path / CONFIG_NAME, path / WEIGHTS_NAME
+        for p in (config_path, weights_path):
+            if not p.is_file():
+                raise InvalidModelError(f"not a medsynth model directory (missing {p.name})", path)
+        try:
+            config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as e:
+            raise InvalidModelError(f"config is not valid JSON ({e})", config_path) from e
+        card_path = path / CARD_NAME
+        card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+        try:
+            config = make_config(**config)
+            unet = build_unet(config)
+            state = load_file(str(weights_path))
+            unet.load_state_dict(state, strict=True)
+        except (RuntimeError, KeyError, TypeError, ValueError) as e:
+            raise InvalidModelError(f"weights do not match the config ({e})", weights_path) from e
+        card["base_sha256"] = file_sha256(weights_path)
+        model = cls(config, unet, card)
+        if adapter is not None:
+            from medsynth.models.lora import load_adapter
+
+            load_adapter(model, adapter)
+        if device is not None:
+            model.to(device)
+        return model
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write config.json, model.safetensors, model_card.json and README.md into ``path``.
+
+        A loaded LoRA adapter is merged into the saved weights (the card keeps the adapter's facts).
+        Every file is written atomically.
+        """
+        from safetensors.torch import save
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        unet = self.base_unet(merged=True)
+        state = {k: v.detach().to("cpu").contiguous() for k, v in unet.state_dict().items()}
+        card = dict(self.model_card)
+        card.pop("base_sha256", None)
+        card["parameters"] = int(sum(p.numel() for p in unet.parameters()))
+        card.setdefault("versions", versions())
+        card["image_size"] = self.config["image_size"]
+        card["spacing_mm"] = self.config["spacing_mm"]
+        atomic_write_bytes(path / WEIGHTS_NAME, save(state))
+        atomic_write_bytes(path / CONFIG_NAME, (json.dumps(self.config, indent=2) + "\n").encode())
+        atomic_write_bytes(path / CARD_NAME, (json.dumps(card, indent=2, default=str) + "\n").encode())
+        atomic_write_bytes(path / README_NAME, render_model_card(card, self.config).encode())
+        return path
+
+    def base_unet(self, merged: bool = False) -> torch.nn.Module:
+        """The plain ``UNet2DModel`` (a merged copy when a LoRA adapter is loaded and ``merged``)."""
+        try:
+            from peft import PeftModel
+        except ImportError:  # peft missing: there can be no adapter either
+            return self.unet
+        if isinstance(self.unet, PeftModel):
+            if not merged:
+                return self.unet.get_base_model()
+            return copy.deepcopy(self.unet).merge_and_unload()
+        return self.unet
+
+    def to(self, device: str | torch.device) -> "LesionInpainter":
+        """Move the weights to ``device`` (e.g. "cuda"); returns self."""
+        self.unet.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    # ------------------------------------------------------------------ inputs
+    def _check_patches(self, images: Any, masks: Any) -> tuple[torch.Tensor, torch.Tensor, bool, bool]:
+        """Validate patches; return (x0 in [-1,1] (B,1,H,W), mask float (B,1,H,W), was_2d, was_numpy)."""
+        was_numpy = not isinstance(images, torch.Tensor)
+        img = torch.as_tensor(np.asarray(images) if was_numpy else images).detach().to("cpu", torch.float32)
+        msk = torch.as_tensor(np.asarray(masks)) if not isinstance(masks, torch.Tensor) else masks.detach().cpu()
+        if img.ndim not in (2, 3):
+            raise InvalidImageError(f"expected patches of shape (H, W) or (B, H, W), got {tuple(img.shape)}")
+        was_2d = img.ndim == 2
+        if tuple(msk.shape) != tuple(img.shape):
+            raise InvalidMaskError(f"mask shape {tuple(msk.shape)} differs from image shape {tuple(img.shape)}")
+        if was_2d:
+            img, msk = img[None], msk[None]
+        if img.shape[0] == 0:
+            raise InvalidImageError("got an empty batch of patches")
+        factor = 2 ** (len(self.config["block_out_channels"]) - 1)
+        if img.shape[1] % factor or img.shape[2] % factor:
+            raise InvalidImageError(f"patch size {tuple(img.shape[1:])} must be a multiple of {factor}")
+        bad = ~torch.isfinite(img)
+        if bad.any():
+            raise InvalidImageError(f"image holds {int(bad.sum())} NaN/inf pixel(s)")
+        lo, hi = float(img.min()), float(img.max())
+        if lo < -1e-4 or hi > 1 + 1e-4:
+            raise InvalidImageError(f"patch values must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]")
+        msk = (msk > 0).to(torch.float32)
+        empty = [i for i in range(msk.shape[0]) if not bool(msk[i].any())]
+        if empty:
+            raise InvalidMaskError(f"mask is empty for sample(s) {empty}")
+        return img.clamp(0, 1)[:, None] * 2.0 - 1.0, msk[:, None], was_2d, was_numpy
+
+    @staticmethod
+    def _generators(batch: int, seeds: Sequence[int] | None, generator: torch.Generator | None) -> list[torch.Generator] | torch.Generator | None:
+        if seeds is not None and generator is not None:
+            raise ValueError("give either seeds (one per sample) or generator, not both")
+        if seeds is None:
+            return generator
+        seeds = [int(s) for s in (np.atleast_1d(np.asarray(seeds)))]
+        if len(seeds) != batch:
+            raise ValueError(f"got {len(seeds)} seeds for a batch of {batch}")
+        return [torch.Generator("cpu").manual_seed(s) for s in seeds]
+
+    @staticmethod
+    def _randn(shape: tuple[int, ...], gens: list[torch.Generator] | torch.Generator | None, device: torch.device) -> torch.Tensor:
+        """Standard normal noise; with a list of generators each sample draws from its own."""
+        if isinstance(gens, list):
+            return torch.stack([torch.randn(shape[1:], generator=g) for g in gens]).to(device)
+        return torch.randn(shape, generator=gens).to(device)
+
+    def make_sampling_scheduler(self, sampler: str | None = None):
+        """The scheduler used to sample: DDIM ("trailing" timesteps) or DPM-Solver++."""
+        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+        sampler = sampler or self.config["sampler"]
+        base = scheduler_config(self.config)
+        if sampler == "ddim":
+            return DDIMScheduler(**base, timestep_spacing="trailing", clip_sample=True)
+        if sampler in ("dpmsolver++", "dpm++"):
+            return DPMSolverMultistepScheduler(**base, algorithm_type="dpmsolver++", timestep_spacing="trailing")
+        raise InvalidModelError(f"unknown sampler {sampler!r}; use 'ddim' or 'dpmsolver++'")
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def __call__(
+        self,
+        images: np.ndarray | torch.Tensor,
+        masks: np.ndarray | torch.Tensor,
+        seeds: Sequence[int] | None = None,
+        generator: torch.Generator | None = None,
+        num_inference_steps: int | None = None,
+    ) -> np.ndarray | torch.Tensor:
+        """Paint a lesion inside each mask.
+
+        Args:
+            images: (H, W) or (B, H, W) patches, float in [0, 1], at the model's spacing.
+            masks: same shape, bool (or > 0): where to paint.
+            seeds: one int per sample; sample k's result then depends only on (its inputs, seeds[k]),
+                not on the rest of the batch.
+            generator: a single torch.Generator for the whole batch (alternative to ``seeds``).
+            num_inference_steps: sampling steps (default ``config["num_inference_steps"]``).
+
+        Returns:
+            The patches with lesions painted in: same shape and kind (numpy or torch) as
+            ``images``, float32 in [0, 1]. Pixels farther than ``feather_px`` from the mask equal
+            the input exactly.
+
+        Raises:
+            InvalidImageError, InvalidMaskError: bad shapes, NaN, values outside [0, 1], empty mask.
+        """
+        # 1. Check inputs.
+        x0, mask, was_2d, was_numpy = self._check_patches(images, masks)
+        gens = self._generators(x0.shape[0], seeds, generator)
+        device = self.device
+        x0, mask = x0.to(device), mask.to(device)
+        # 2. Denoise.
+        if self.config["conditional"]:
+            x = self._sample_conditional(x0, mask, gens, num_inference_steps)
+        else:
+            from medsynth.models.repaint import repaint_inpaint
+
+            rp = dict(self.config["repaint"])
+            steps = num_inference_steps or int(rp.pop("num_inference_steps"))
+            rp.pop("num_inference_steps", None)
+            x = repaint_inpaint(self.unet, scheduler_config(self.config), x0, mask, generator=gens,
+                                num_inference_steps=steps, **rp)
+        # 3. Restore the known region exactly, blending across a feathered edge.
+        mask_np = mask[:, 0].cpu().numpy() > 0.5
+        weight = torch.from_numpy(np.stack([feather_weights(m, self.config["feather_px"]) for m in mask_np]))
+        weight = weight[:, None].to(device)
+        x0_01 = (x0 + 1.0) / 2.0
+        gen_01 = ((x.float() + 1.0) / 2.0).clamp(0, 1)
+        out = torch.where(weight > 0, x0_01 + weight * (gen_01 - x0_01), x0_01).clamp(0, 1)[:, 0].cpu()
+        if was_2d:
+            out = out[0]
+        return out.numpy().astype(np.float32) if was_numpy else out.to(torch.float32)
+
+    def _sample_conditional(self, x0: torch.Tensor, mask: torch.Tensor, gens: Any,
+                            num_inference_steps: int | None) -> torch.Tensor:
+        scheduler = self.make_sampling_scheduler()
+        scheduler.set_timesteps(int(num_inference_steps or self.config["num_inference_steps"]), device=x0.device)
+        timesteps = scheduler.timesteps
+        labels = class_labels(self.config, x0.shape[0], x0.device)
+        x = self._randn(tuple(x0.shape), gens, x0.device) * scheduler.init_noise_sigma
+        for i, t in enumerate(timesteps):
+            inp = unet_input(scheduler.scale_model_input(x, t), mask, x0, True)
+            eps = self.unet(inp, t, class_labels=labels).sample
+            x = scheduler.step(eps, t, x).prev_sample
+            if i + 1 < len(timesteps):
+                # Put the known region back, noised to the level of the next step.
+                known = self.noise_scheduler.add_noise(
+                    x0, self._randn(tuple(x0.shape), gens, x0.device), timesteps[i + 1 : i + 2].to("cpu").long()
+                )
+                x = mask * x + (1.0 - mask) * known.to(x.dtype)
+        return x
+
+    def inpaint_scan(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        spacing: tuple[float, float],
+        seed: int = 0,
+        num_inference_steps: int | None = None,
+    ) -> np.ndarray:
+        """Paint a lesion into a full-size image: crop the ROI at the model's mm spacing, inpaint,
+        paste back with a feathered edge. Memory is bounded by the ROI.
+
+        Args:
+            image: (rows, cols) float image in [0, 1] (e.g. ``Scan.unit_pixels()``).
+            mask: (rows, cols) binary mask where the lesion goes.
+            spacing: (row, col) pixel spacing of ``image`` in mm.
+            seed: sampling seed (the result depends only on inputs and seed).
+            num_inference_steps: sampling steps (default from the config).
+
+        Returns:
+            A float32 copy of ``image`` with the lesion painted in; pixels farther than
+            ``feather_px * spacing_mm`` from the mask are unchanged.
+
+        Raises:
+            InvalidImageError, InvalidMaskError: wrong shape, NaN, empty mask, a mask that lies
+                outside the imaged tissue or does not fit in the model's ROI.
+        """
+        image, mask = check_image_and_mask(image, mask)
+        lo, hi = float(image.min()), float(image.max())
+        if lo < -1e-4 or hi > 1 + 1e-4:
+            raise InvalidImageError(f"image values must lie in [0, 1] (use Scan.unit_pixels()), got [{lo:.4g}, {hi:.4g}]")
+        # A mask mostly on the image's background (air, its minimum value) lies outside the tissue.
+        on_background = float(np.mean(image[mask] <= lo + 1e-6))
+        if hi > lo and on_background > 0.5:
+            raise InvalidMaskError(f"mask lies outside the imaged tissue ({on_background:.0%} of it on background pixels)")
+        size, sp = int(self.config["image_size"]), float(self.config["spacing_mm"])
+        patch, patch_mask, box = crop_roi(image, mask, spacing, size * sp, size, margin_mm=float(self.config["roi_margin_mm"]))
+        result = self(np.clip(patch, 0, 1), patch_mask, seeds=[seed], num_inference_steps=num_inference_steps)
+        return paste_roi(image, result[0], box, mask, feather_mm=float(self.config["feather_px"]) * sp)
+
+    # ------------------------------------------------------------------ loss (membership inference)
+    @torch.no_grad()
+    def per_sample_loss(
+        self,
+        images: np.ndarray | torch.Tensor,
+        masks: np.ndarray | torch.Tensor,
+        timesteps: int | Sequence[int] | torch.Tensor | None = None,
+        seed: int = 0,
+    ) -> torch.Tensor:
+        """The diffusion training loss of each sample, shape (B,), for membership inference.
+
+        Sample i's noise (and timestep, when ``timesteps`` is None) comes from its own generator
+        seeded by (seed, i), so the losses of a batch equal those computed one at a time.
+
+        Args:
+            images, masks: (B, H, W) or (H, W) patches in [0, 1] and masks, as for ``__call__``.
+            timesteps: one timestep for all, one per sample, or None for a random one per sample.
+            seed: base seed of the noise.
+        """
+        x0, mask, _, _ = self._check_patches(images, masks)
+        B = x0.shape[0]
+        gens = [torch.Generator("cpu").manual_seed(sample_seed(seed, i)) for i in range(B)]
+        T = int(self.config["num_train_timesteps"])
+        if timesteps is None:
+            t = torch.stack([torch.randint(0, T, (), generator=g) for g in gens])
+        else:
+            t = torch.as_tensor(timesteps, dtype=torch.long).flatten()
+            t = t.expand(B).clone() if t.numel() == 1 else t
+            if t.numel() != B or int(t.min()) < 0 or int(t.max()) >= T:
+                raise ValueError(f"timesteps must be one int or {B} ints in [0, {T}), got {timesteps}")
+        noise = self._randn(tuple(x0.shape), gens, self.device)
+        device = self.device
+        was_training = self.unet.training
+        self.unet.eval()
+        try:
+            loss = diffusion_loss(self.unet, self.noise_scheduler, x0.to(device), mask.to(device), noise,
+                                  t.to(device), self.config)
+        finally:
+            self.unet.train(was_training)
+        return loss.float().cpu()

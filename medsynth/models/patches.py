@@ -1,0 +1,222 @@
+"""Region-of-interest (ROI) helpers: crop a patch around a lesion mask at a fixed physical pixel
+spacing, and paste an edited patch back into the full-size image with a feathered edge.
+
+The inpainting model works on small patches (e.g. 64 px at 0.5 mm/px = a 32 mm square) whatever
+the source resolution, so a lesion keeps its size in millimetres and memory is bounded by the ROI,
+not by the mammogram. Cropping averages (anti-aliases) when it shrinks; pasting back interpolates
+linearly and changes only the pixels inside the mask and a thin feathered band around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.transform import resize
+
+from medsynth.errors import InvalidImageError, InvalidMaskError
+
+
+@dataclass(frozen=True)
+class RoiBox:
+    """Where a patch came from in the full-size image.
+
+    Attributes:
+        r0, r1, c0, c1: the source rows [r0, r1) and columns [c0, c1) the patch covers; they may
+            reach past the image border (that part was padded by edge replication).
+        image_shape: (rows, cols) of the full-size image.
+        spacing: (row, col) mm per pixel of the full-size image.
+        out_px: side of the patch in pixels.
+        patch_spacing: (row, col) mm per pixel of the patch.
+    """
+
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+    image_shape: tuple[int, int]
+    spacing: tuple[float, float]
+    out_px: int
+    patch_spacing: tuple[float, float]
+
+
+def check_image_and_mask(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a full-size 2-D image and its binary mask; return them as float32 and bool.
+
+    Raises:
+        InvalidImageError: the image is not 2-D or holds NaN/inf.
+        InvalidMaskError: the mask's shape differs from the image's, or the mask is empty.
+    """
+    image = np.asarray(image)
+    mask = np.asarray(mask)
+    if image.ndim != 2:
+        raise InvalidImageError(f"expected a 2-D image, got shape {image.shape}")
+    if not np.all(np.isfinite(image)):
+        raise InvalidImageError(f"image holds {int(np.sum(~np.isfinite(image)))} NaN/inf pixel(s)")
+    if mask.shape != image.shape:
+        raise InvalidMaskError(f"mask shape {mask.shape} differs from image shape {image.shape}")
+    mask = mask > 0
+    if not mask.any():
+        raise InvalidMaskError("mask is empty (no pixel > 0)")
+    return image.astype(np.float32, copy=False), mask
+
+
+def crop_roi(
+    image: np.ndarray,
+    mask: np.ndarray,
+    spacing: tuple[float, float],
+    roi_mm: float,
+    out_px: int,
+    center: tuple[float, float] | None = None,
+    margin_mm: float = 2.0,
+) -> tuple[np.ndarray, np.ndarray, RoiBox]:
+    """Crop a square ROI of ``roi_mm`` millimetres around the mask and resample it to ``out_px``.
+
+    Args:
+        image: (rows, cols) full-size image.
+        mask: (rows, cols) binary mask (or label map; > 0 counts).
+        spacing: (row, col) mm per pixel of ``image``.
+        roi_mm: side of the square ROI in mm (the model's ``image_size * spacing_mm``).
+        out_px: side of the returned patch in pixels.
+        center: (row, col) centre of the ROI in source pixels; default the centre of the mask's
+            bounding box.
+        margin_mm: the mask must stay this far inside the ROI so the model sees context around it.
+
+    Returns:
+        (patch float32 (out_px, out_px), patch_mask bool (out_px, out_px), box).
+
+    Raises:
+        InvalidImageError, InvalidMaskError: see :func:`check_image_and_mask`; also when the
+            mask does not fit in the ROI or the ROI lies outside the image.
+    """
+    image, mask = check_image_and_mask(image, mask)
+    sr, sc = float(spacing[0]), float(spacing[1])
+    if not (sr > 0 and sc > 0 and np.isfinite(sr) and np.isfinite(sc)):
+        raise InvalidImageError(f"pixel spacing must be positive, got {spacing}")
+    rows, cols = np.nonzero(mask)
+    extent_mm = max((rows.max() - rows.min() + 1) * sr, (cols.max() - cols.min() + 1) * sc)
+    if extent_mm > roi_mm - 2 * margin_mm:
+        raise InvalidMaskError(
+            f"mask spans {extent_mm:.1f} mm, too large for the model's {roi_mm:.1f} mm ROI "
+            f"(at most {roi_mm - 2 * margin_mm:.1f} mm with a {margin_mm} mm margin)"
+        )
+    if center is None:
+        center = ((rows.min() + rows.max()) / 2.0, (cols.min() + cols.max()) / 2.0)
+    patch, patch_mask, box = crop_at(image, (sr, sc), center, roi_mm, out_px, mask=mask)
+    assert patch_mask is not None
+    if not patch_mask.any():
+        # A lesion smaller than one patch pixel: keep at least the pixel at its centre.
+        cr, cc = ndimage.center_of_mass(mask)
+        r = int((cr - box.r0) / (box.r1 - box.r0) * out_px)
+        c = int((cc - box.c0) / (box.c1 - box.c0) * out_px)
+        patch_mask[min(max(r, 0), out_px - 1), min(max(c, 0), out_px - 1)] = True
+    return patch, patch_mask, box
+
+
+def crop_at(
+    image: np.ndarray,
+    spacing: tuple[float, float],
+    center: tuple[float, float],
+    roi_mm: float,
+    out_px: int,
+    mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, RoiBox]:
+    """Crop a ``roi_mm`` square centred on ``center`` (source pixels) and resample it to ``out_px``.
+
+    No checks beyond the ROI overlapping the image; :func:`crop_roi` is the checked entry point.
+    Parts of the ROI past the image border are filled by edge replication (mask: zeros).
+
+    Returns:
+        (patch float32, patch_mask bool or None, box).
+    """
+    sr, sc = float(spacing[0]), float(spacing[1])
+    h, w = int(round(roi_mm / sr)), int(round(roi_mm / sc))
+    r0 = int(round(center[0] - (h - 1) / 2.0))
+    c0 = int(round(center[1] - (w - 1) / 2.0))
+    box = RoiBox(
+        r0, r0 + h, c0, c0 + w, tuple(image.shape), (sr, sc), int(out_px), (h * sr / out_px, w * sc / out_px)
+    )
+    if box.r1 <= 0 or box.c1 <= 0 or box.r0 >= image.shape[0] or box.c0 >= image.shape[1]:
+        raise InvalidMaskError(
+            f"ROI rows {box.r0}:{box.r1}, cols {box.c0}:{box.c1} lie outside the image {tuple(image.shape)}"
+        )
+    shrink = h > out_px
+    region = _read_region(np.asarray(image, dtype=np.float32), box)
+    patch = resize(region, (out_px, out_px), order=1, anti_aliasing=shrink, preserve_range=True)
+    patch_mask = None
+    if mask is not None:
+        region_mask = _read_region(np.asarray(mask > 0, dtype=np.float32), box, pad_mode="constant")
+        # Area fraction > 0.5 keeps the lesion's size in mm when the mask is shrunk.
+        patch_mask = resize(region_mask, (out_px, out_px), order=1, anti_aliasing=shrink, preserve_range=True) > 0.5
+    return patch.astype(np.float32), patch_mask, box
+
+
+def _read_region(image: np.ndarray, box: RoiBox, pad_mode: str = "edge") -> np.ndarray:
+    """The source pixels under ``box``, padded where the box reaches past the image border."""
+    H, W = image.shape
+    rr0, rr1, cc0, cc1 = max(box.r0, 0), min(box.r1, H), max(box.c0, 0), min(box.c1, W)
+    region = image[rr0:rr1, cc0:cc1]
+    pad = ((rr0 - box.r0, box.r1 - rr1), (cc0 - box.c0, box.c1 - cc1))
+    if any(p for pair in pad for p in pair):
+        region = np.pad(region, pad, mode=pad_mode)
+    return region
+
+
+def feather_weights(mask: np.ndarray, feather_px: float) -> np.ndarray:
+    """Blend weights: 1 inside the mask, falling linearly to 0 over ``feather_px`` pixels outside.
+
+    Pixels farther than ``feather_px`` from the mask get exactly 0, so they keep their value.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if feather_px <= 0:
+        return mask.astype(np.float32)
+    dist = ndimage.distance_transform_edt(~mask)
+    return np.clip(1.0 - dist / float(feather_px), 0.0, 1.0).astype(np.float32)
+
+
+def paste_roi(
+    image: np.ndarray,
+    patch: np.ndarray,
+    box: RoiBox,
+    mask: np.ndarray,
+    feather_mm: float = 1.0,
+) -> np.ndarray:
+    """Paste an edited patch back into (a copy of) the full-size image.
+
+    The patch is resampled to the source grid of ``box``; inside the mask it replaces the image,
+    over ``feather_mm`` around the mask it is blended in linearly, and beyond that the image is
+    untouched (bit for bit). Only the ROI is resampled, so memory is bounded by the ROI.
+
+    Args:
+        image: (rows, cols) full-size image the patch was cropped from.
+        patch: (out_px, out_px) edited patch.
+        box: the :class:`RoiBox` :func:`crop_roi` returned.
+        mask: (rows, cols) full-size binary mask of the region that was edited.
+        feather_mm: width of the blend band outside the mask, in mm.
+
+    Returns:
+        A new float32 array, the image with the patch pasted in.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    patch = np.asarray(patch, dtype=np.float32)
+    if image.shape != tuple(box.image_shape):
+        raise InvalidImageError(f"image shape {image.shape} differs from the ROI's source shape {box.image_shape}")
+    if patch.shape != (box.out_px, box.out_px):
+        raise InvalidImageError(f"patch shape {patch.shape} differs from the ROI's ({box.out_px}, {box.out_px})")
+    if np.asarray(mask).shape != image.shape:
+        raise InvalidMaskError(f"mask shape {np.asarray(mask).shape} differs from image shape {image.shape}")
+    H, W = image.shape
+    h, w = box.r1 - box.r0, box.c1 - box.c0
+    up = resize(patch, (h, w), order=1, anti_aliasing=False, preserve_range=True).astype(np.float32)
+    rr0, rr1, cc0, cc1 = max(box.r0, 0), min(box.r1, H), max(box.c0, 0), min(box.c1, W)
+    up = up[rr0 - box.r0 : rr1 - box.r0, cc0 - box.c0 : cc1 - box.c0]
+    region_mask = np.asarray(mask)[rr0:rr1, cc0:cc1] > 0
+    feather_px = feather_mm / min(box.spacing)
+    weight = feather_weights(region_mask, feather_px)
+    out = image.copy()
+    region = out[rr0:rr1, cc0:cc1]
+    blended = region + weight * (up - region)
+    # Exact copy where the weight is 0 (no rounding through the blend formula).
+    out[rr0:rr1, cc0:cc1] = np.where(weight > 0, blended, region)
+    return out

@@ -1,0 +1,403 @@
+"""Training loop of the lesion inpainter (also drives LoRA fine-tuning).
+
+One loop, top to bottom: config → patches → model → ``Accelerator`` (device, mixed precision,
+multi-GPU with ``accelerate launch``) → optional DP (opacus) → steps with EMA → atomic checkpoints
+→ the EMA weights saved as a model directory with its model card.
+
+Exact resume: a checkpoint (``OUT/checkpoints/checkpoint.pt``, written atomically) holds the model,
+optimizer, LR scheduler, EMA, every random generator the loop draws from (batches and
+augmentations, Poisson sampling, DP noise) and, under DP, the accountant's history. A run stopped
+at step k and resumed reaches the same weights as an uninterrupted run (on the same machine and
+settings; not in opacus' secure mode, whose noise cannot be replayed).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from medsynth.config import deep_update, load_config
+from medsynth.errors import ConfigError, InvalidModelError, OutputExistsError, PrivacyError
+from medsynth.models.data import PatchBank, augment_batch, build_patch_bank
+from medsynth.models.inpainter import (
+    CONFIG_NAME,
+    LesionInpainter,
+    atomic_write_bytes,
+    build_unet,
+    diffusion_loss,
+    make_config,
+    make_noise_scheduler,
+    versions,
+)
+from medsynth.models.privacy import DPSettings, PrivateTraining, make_private, unwrap
+
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_NAME = "checkpoint.pt"
+SECTIONS = ("model", "training", "data")
+
+
+def resolve_config(config: str | Path | dict[str, Any] | None, kind: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The packaged default of ``kind``, a user file or dict laid over it, then ``overrides``.
+
+    Overrides are flat (``batch_size=8``) or dotted (``"training.batch_size"``) keys; a flat key is
+    looked up in the sections model, training, data (first match).
+
+    Raises:
+        ConfigError: an unknown key.
+    """
+    if isinstance(config, dict):
+        cfg = load_config(None, kind=kind)
+        unknown = [k for k in config if k not in cfg]
+        if unknown:
+            raise ConfigError(f"unknown config section(s) {unknown}; known: {list(cfg)}")
+        cfg = deep_update(cfg, copy.deepcopy(config))
+    else:
+        cfg = load_config(config, kind=kind)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if "." in key:
+            section, name = key.split(".", 1)
+            if section not in cfg or name not in cfg[section]:
+                raise ConfigError(f"unknown setting {key!r}")
+            cfg[section][name] = value
+            continue
+        for section in SECTIONS:
+            if section in cfg and key in cfg[section]:
+                cfg[section][key] = value
+                break
+        else:
+            raise ConfigError(f"unknown setting {key!r}; settings: " + ", ".join(
+                f"{s}.{k}" for s in SECTIONS if s in cfg for k in cfg[s]))
+    return cfg
+
+
+def make_accelerator(mixed_precision: str):
+    """An ``Accelerator`` for this run; in a single process the shared state is reset first, so runs
+    with different precisions can follow each other in one Python session (tests, notebooks)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    if mixed_precision not in ("no", "bf16", "fp16"):
+        raise ConfigError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {mixed_precision!r}")
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision") != mixed_precision and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=mixed_precision)
+
+
+@dataclass
+class LoopResult:
+    """What :func:`run_loop` hands back."""
+
+    module: torch.nn.Module  # the trained model, EMA weights copied in, unwrapped
+    step: int
+    finished: bool
+    dp: dict[str, Any] | None
+    seconds: float
+    loss: float
+
+
+def run_loop(
+    module: torch.nn.Module,
+    bank: PatchBank,
+    model_config: dict[str, Any],
+    train_cfg: dict[str, Any],
+    data_cfg: dict[str, Any],
+    ckpt_path: Path,
+    resume: bool,
+    dp: DPSettings | None = None,
+    max_steps: int | None = None,
+    progress: bool = True,
+    description: str = "training",
+) -> LoopResult:
+    """Train ``module``'s trainable parameters on ``bank`` for ``train_cfg["steps"]`` steps.
+
+    Args:
+        module: a UNet (or a peft-wrapped one: only its trainable parameters are trained).
+        bank: the training patches.
+        model_config: the inpainter config (loss weights, conditional, schedule).
+        train_cfg: the ``training`` section (steps, batch_size, learning_rate, ...).
+        data_cfg: the ``data`` section (augmentations).
+        ckpt_path: checkpoint file.
+        resume: continue from ``ckpt_path``.
+        dp: DP settings or None.
+        max_steps: stop (with a checkpoint) after this many total steps even if ``steps`` is larger;
+            used to interrupt a run on purpose (tests, time-boxed jobs).
+        progress: show a rich progress bar with the loss.
+        description: the progress bar's label.
+    """
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    total = int(train_cfg["steps"])
+    stop_at = min(total, int(max_steps)) if max_steps is not None else total
+    batch_size = int(train_cfg["batch_size"])
+    seed = int(train_cfg["seed"])
+    mp = str(train_cfg["mixed_precision"])
+    accelerator = make_accelerator(mp)
+    device = accelerator.device
+    # Seed everything the run draws from; each stream has its own generator so it can be checkpointed.
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # batch indices, augmentations, noise, timesteps
+    loader_gen = torch.Generator().manual_seed(seed + 1)  # Poisson sampling (DP)
+    noise_gen = torch.Generator().manual_seed(seed + 2)  # DP noise
+    module.to(device)
+    module.train()
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise InvalidModelError("the model has no trainable parameter")
+    optimizer = torch.optim.AdamW(
+        params, lr=float(train_cfg["learning_rate"]), weight_decay=float(train_cfg["weight_decay"])
+    )
+    noise_scheduler = make_noise_scheduler(model_config)
+    private: PrivateTraining | None = None
+    if dp is not None:
+        if device.type != "cpu" and accelerator.num_processes > 1:
+            raise PrivacyError("DP training with several processes is not supported here; run on one device")
+        loader = torch.utils.data.DataLoader(bank, batch_size=batch_size, shuffle=True, generator=loader_gen)
+        private = make_private(module, optimizer, loader, dp, total, noise_generator=noise_gen)
+        model, optimizer = private.module, private.optimizer
+    else:
+        model, optimizer = accelerator.prepare(module, optimizer)
+    lr_scheduler = get_scheduler(
+        str(train_cfg["lr_scheduler"]), optimizer=optimizer,
+        num_warmup_steps=int(train_cfg["warmup_steps"]), num_training_steps=total,
+    )
+    ema = EMAModel(params, decay=float(train_cfg["ema_decay"]))
+    step = 0
+    if resume:
+        state = _load_checkpoint(ckpt_path)
+        if state["fingerprint"] != bank.info["fingerprint"]:
+            raise InvalidModelError("checkpoint was made with other training data (fingerprint differs)", ckpt_path)
+        if dp is not None:
+            if state.get("accountant") is None:
+                raise PrivacyError("checkpoint has no DP accountant state; it was trained without DP", ckpt_path)
+            if int(state["dp"]["planned_steps"]) != total:
+                raise PrivacyError(
+                    f"DP run planned {state['dp']['planned_steps']} steps; resume with the same --steps", ckpt_path)
+            private.engine.accountant.load_state_dict(state["accountant"])
+        elif state.get("accountant") is not None:
+            raise PrivacyError("checkpoint is from a DP run; resume it with --dp", ckpt_path)
+        _inner(model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        lr_scheduler.load_state_dict(state["lr_scheduler"])
+        ema.load_state_dict(state["ema"])
+        gen.set_state(state["gen"])
+        loader_gen.set_state(state["loader_gen"])
+        noise_gen.set_state(state["noise_gen"])
+        torch.set_rng_state(state["torch_rng"])
+        step = int(state["step"])
+    batches = _poisson_batches(private.loader) if private is not None else None
+    n = len(bank)
+    T = int(model_config["num_train_timesteps"])
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
+    loss_value = float("nan")
+    started = time.perf_counter()
+    bar, task = _progress(progress, description, total, step)
+    try:
+        while step < stop_at:
+            # 1. A batch: uniform draws (plain) or Poisson sampling (DP), then augmentations.
+            if batches is not None:
+                images, masks, healthy = next(batches)
+            else:
+                idx = torch.randint(0, n, (batch_size,), generator=gen)
+                images, masks, healthy = bank.images[idx][:, None], bank.masks[idx][:, None].float(), bank.healthy[idx].float()
+            images, masks = augment_batch(images, masks, healthy, gen, float(model_config["spacing_mm"]), data_cfg)
+            b = images.shape[0]
+            noise = torch.randn(images.shape, generator=gen)
+            timesteps = torch.randint(0, T, (b,), generator=gen)
+            labels = (1 - healthy).long()
+            x0, masks = (images * 2.0 - 1.0).to(device), masks.to(device)
+            # 2. Loss and update.
+            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+                per_sample = diffusion_loss(model, noise_scheduler, x0, masks, noise.to(device), timesteps.to(device),
+                                            model_config, labels=labels.to(device))
+            loss = per_sample.mean()
+            if private is not None:
+                loss.backward()
+            else:
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(params, float(train_cfg["max_grad_norm"]))
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            ema.step(params)
+            step += 1
+            loss_value = float(loss.detach())
+            if bar is not None:
+                bar.update(task, completed=step, loss=loss_value)
+            # 3. Checkpoint now and then, and whenever the run stops.
+            if step % int(train_cfg["checkpoint_every"]) == 0 or step == stop_at:
+                if accelerator.is_main_process:
+                    _save_checkpoint(ckpt_path, {
+                        "step": step,
+                        "total_steps": total,
+                        "model": _inner(model).state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "lr_scheduler": lr_scheduler.state_dict(),
+                        "ema": ema.state_dict(),
+                        "gen": gen.get_state(),
+                        "loader_gen": loader_gen.get_state(),
+                        "noise_gen": noise_gen.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "fingerprint": bank.info["fingerprint"],
+                        "model_config": model_config,
+                        "accountant": private.engine.accountant.state_dict() if private else None,
+                        "dp": private.card(step) if private else None,
+                    })
+    finally:
+        if bar is not None:
+            bar.stop()
+    seconds = time.perf_counter() - started
+    dp_card = private.card(step) if private is not None else None
+    inner = _inner(model)
+    ema.copy_to(params)
+    if private is not None:
+        inner = unwrap(private.module)
+    inner = accelerator.unwrap_model(inner, keep_fp32_wrapper=False) if private is None else inner
+    inner.eval()
+    return LoopResult(inner, step, step >= total, dp_card, seconds, loss_value)
+
+
+def _inner(model: torch.nn.Module) -> torch.nn.Module:
+    """The module whose state is checkpointed (inside opacus' and accelerate's wrappers)."""
+    from opacus import GradSampleModule
+
+    if isinstance(model, GradSampleModule):
+        return model._module
+    return getattr(model, "module", model) if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def _poisson_batches(loader: Any):
+    """Endless Poisson-sampled batches of a DPDataLoader.
+
+    Draws straight from its batch sampler (whose generator is checkpointed) instead of iterating
+    the DataLoader: a new DataLoader iterator draws a base seed from that same generator, which
+    would shift the sample stream at epoch boundaries and break exact resume.
+    """
+    while True:
+        for indices in loader.batch_sampler:
+            yield loader.collate_fn([loader.dataset[i] for i in indices])
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InvalidModelError("no checkpoint to resume from", path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated or foreign file: say which one
+        raise InvalidModelError(f"cannot read checkpoint ({e})", path) from e
+
+
+def _progress(enabled: bool, description: str, total: int, start: int):
+    if not enabled:
+        return None, None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn(),
+    )
+    task = bar.add_task(description, total=total, completed=start, loss=float("nan"))
+    bar.start()
+    return bar, task
+
+
+def check_output_dir(out: Path, resume: bool, marker: str) -> Path:
+    """The checkpoint path in ``out``; refuses to overwrite a finished or running model unless resuming."""
+    ckpt = out / CHECKPOINT_DIR / CHECKPOINT_NAME
+    if resume:
+        if not ckpt.is_file():
+            raise InvalidModelError("nothing to resume: no checkpoint here", out)
+    elif ckpt.is_file() or (out / marker).is_file():
+        raise OutputExistsError("already holds a model or checkpoint; pass --resume or choose an empty folder", out)
+    return ckpt
+
+
+def train(
+    data: Any,
+    out: str | Path,
+    config: str | Path | dict[str, Any] | None = None,
+    steps: int | None = None,
+    image_size: int | None = None,
+    resume: bool = False,
+    dp: Any = None,
+    progress: bool = True,
+    max_steps: int | None = None,
+    **overrides: Any,
+) -> LesionInpainter:
+    """Train a lesion inpainter and save it (EMA weights) in ``out``.
+
+    Args:
+        data: a dataset path (anything ``load_dataset`` reads), a Dataset of Cases, a list of
+            (image, mask, spacing) tuples, or a ready :class:`PatchBank`.
+        out: the model directory (checkpoints go to ``out/checkpoints``).
+        config: a YAML path, a packaged config name or a dict over ``configs/train.yaml``.
+        steps: training steps (overrides the config).
+        image_size: patch size in pixels (overrides the config).
+        resume: continue from ``out/checkpoints/checkpoint.pt``.
+        dp: None (no DP), True (the config's ``dp`` section) or a dict/DPSettings
+            (target_epsilon, target_delta, max_grad_norm, secure_mode, accountant).
+        progress: show progress.
+        max_steps: stop after this many steps (checkpoint written, no model saved): an interrupt.
+        **overrides: any setting of the model/training/data sections, e.g. ``batch_size=8``,
+            ``conditional=False`` (an unconditional model for RePaint), ``mixed_precision="bf16"``.
+
+    Returns:
+        The trained model (also saved in ``out`` when the run finished).
+
+    Raises:
+        ConfigError, OutputExistsError, InvalidDatasetError, PrivacyError, InvalidModelError.
+    """
+    cfg = resolve_config(config, "train", {"steps": steps, "image_size": image_size, **overrides})
+    out = Path(out)
+    ckpt = check_output_dir(out, resume, CONFIG_NAME)
+    model_config = make_config(**cfg["model"])
+    settings = DPSettings.from_any(dp, cfg.get("dp"))
+    bank = data if isinstance(data, PatchBank) else build_patch_bank(
+        data, int(model_config["image_size"]), float(model_config["spacing_mm"]), cfg["data"],
+        seed=int(cfg["training"]["seed"]), progress=progress,
+    )
+    torch.manual_seed(int(cfg["training"]["seed"]))
+    unet = build_unet(model_config)
+    result = run_loop(unet, bank, model_config, cfg["training"], cfg["data"], ckpt, resume, settings,
+                      max_steps=max_steps, progress=progress)
+    card = {
+        "name": "medsynth lesion inpainter",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "data": bank.info,
+        "training": {
+            **{k: cfg["training"][k] for k in ("batch_size", "learning_rate", "lr_scheduler", "warmup_steps",
+                                               "ema_decay", "mixed_precision", "seed")},
+            "steps": result.step,
+            "planned_steps": int(cfg["training"]["steps"]),
+            "seconds_this_run": round(result.seconds, 1),
+            "final_loss": result.loss,
+            "augmentations": {k: cfg["data"][k] for k in ("flips", "intensity_jitter")},
+        },
+        "dp": result.dp,
+        "versions": versions(),
+    }
+    model = LesionInpainter(model_config, result.module, card)
+    if result.finished:
+        model.save_pretrained(out)
+    elif max_steps is None:
+        warnings.warn(f"training stopped at step {result.step} of {cfg['training']['steps']}", stacklevel=2)
+    return model

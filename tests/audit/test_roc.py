@@ -1,0 +1,53 @@
+"""ROC, AUC and TPR at low FPR computed in NumPy, checked against brute-force definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from medsynth.audit.mia import evaluate_attack, roc_auc, roc_curve, tpr_at_fpr
+
+
+def brute_force_auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(member score > non-member score) + 0.5 P(tie), over all pairs."""
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auc_equals_pairwise_probability(seed):
+    rng = np.random.default_rng(seed)
+    # Rounded scores make ties, which the ROC must handle as one diagonal step.
+    pos = np.round(rng.normal(0.5, 1, 37), 1)
+    neg = np.round(rng.normal(0, 1, 53), 1)
+    fpr, tpr, _ = roc_curve(np.r_[pos, neg], np.r_[np.ones(37), np.zeros(53)])
+    assert roc_auc(fpr, tpr) == pytest.approx(brute_force_auc(pos, neg), abs=1e-12)
+    # The same number is the Mann-Whitney U statistic over n1 n2 (scipy as an independent reference).
+    u = stats.mannwhitneyu(pos, neg).statistic
+    assert roc_auc(fpr, tpr) == pytest.approx(u / (37 * 53), abs=1e-12)
+
+
+def test_tpr_at_fpr_brute_force():
+    rng = np.random.default_rng(7)
+    pos, neg = rng.normal(1, 1, 300), rng.normal(0, 1, 400)
+    fpr, tpr, _ = roc_curve(np.r_[pos, neg], np.r_[np.ones(300), np.zeros(400)])
+    # Brute force: over every threshold, the best TPR with FPR <= 1%.
+    best = 0.0
+    for t in np.r_[np.inf, np.unique(np.r_[pos, neg])]:
+        f = (neg >= t).mean()
+        if f <= 0.01:
+            best = max(best, (pos >= t).mean())
+    assert tpr_at_fpr(fpr, tpr, 0.01) == pytest.approx(best)
+
+
+def test_perfect_and_inverted_attacks():
+    r = evaluate_attack("x", np.array([3.0, 4.0, 5.0]), np.array([0.0, 1.0, 2.0]), 0.01)
+    assert r.auc == 1.0 and r.tpr_at_fpr == 1.0 and r.pvalue < 0.06
+    r = evaluate_attack("x", np.array([0.0, 1.0]), np.array([2.0, 3.0]), 0.01)
+    assert r.auc == 0.0 and r.tpr_at_fpr == 0.0
+
+
+def test_roc_needs_both_classes():
+    with pytest.raises(ValueError, match="both classes"):
+        roc_curve(np.array([1.0, 2.0]), np.array([1, 1]))
