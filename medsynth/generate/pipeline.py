@@ -551,14 +551,12 @@ def generate(
                 for les in case.lesions:
                     name = "calcification" if les["label"] == LABELS["calcification"] else "mass"
                     painted[name] = painted.get(name, 0) + 1
-            done = len(records) if world_size == 1 else None
             elapsed = time.perf_counter() - t0
             rate = (start + len(step)) / elapsed if elapsed > 0 else 0.0
             bar.update(task, advance=len(step), rate=f"{rate:.2f} cases/s")
             if rank == 0 and world_size == 1 and time.perf_counter() - last_manifest > MANIFEST_EVERY_S:
                 write_manifest(out, build_manifest(header, list(records.values()), n))
                 last_manifest = time.perf_counter()
-            del done
     seconds = time.perf_counter() - t0
 
     # 4. Main process: wait for the others, then index files, manifest and dataset card.

@@ -290,14 +290,18 @@ def _load_cbis(root: Path, csvs: list[Path]) -> Dataset:
         if rows and "image file path" not in rows[0]:
             raise InvalidDatasetError("has no 'image file path' column (not a CBIS-DDSM case description)", csv_path)
         for line, row in enumerate(rows, start=2):
-            image_path = _require_file(resolve_inside(root, row["image file path"], csv_path), row["image file path"], csv_path)
-            entry = images.setdefault(image_path, {"rows": [], "csv": csv_path, "patient_id": row.get("patient_id") or None})
+            listed = row.get("image file path", "")
+            image_path = _require_file(resolve_inside(root, listed, csv_path), listed, csv_path)
+            entry = images.setdefault(
+                image_path, {"rows": [], "csv": csv_path, "patient_id": row.get("patient_id") or None}
+            )
             roi = row.get("ROI mask file path", "")
             if roi:
                 kind = _snake(row.get("abnormality type", ""))
                 if kind not in CBIS_LABELS:
                     raise InvalidDatasetError(
-                        f"line {line}: abnormality type {row.get('abnormality type')!r} is neither mass nor calcification",
+                        f"line {line}: abnormality type {row.get('abnormality type')!r} is neither mass "
+                        "nor calcification",
                         csv_path,
                     )
                 roi_path = _require_file(resolve_inside(root, roi, csv_path), roi, csv_path)
@@ -330,7 +334,8 @@ def _load_cbis(root: Path, csvs: list[Path]) -> Dataset:
         metadata["csv"] = [str(p.name) for p in dict.fromkeys(r[4] for r in entry["rows"])] or [entry["csv"].name]
         mask = _union_mask(image, parts) if parts else None
         cases.append(
-            Case(case_id=case_id, image=image, mask=mask, patient_id=entry["patient_id"], image_relpath=relpath, metadata=metadata)
+            Case(case_id=case_id, image=image, mask=mask, patient_id=entry["patient_id"],
+                 image_relpath=relpath, metadata=metadata)
         )
     return Dataset(root, "cbis-ddsm", cases, index_file=csvs[0] if len(csvs) == 1 else None,
                    metadata={"csvs": [p.name for p in csvs], "labels": dict(CBIS_LABELS)})
@@ -456,7 +461,8 @@ def _load_nnunet(root: Path, dataset_json: Path) -> Dataset:
         cases.append(Case(case_id=case_id, image=image, mask=mask, image_relpath=_relpath(image_path, root),
                           metadata={"channels": len(channels)}))
     return Dataset(root, "nnunet", cases, index_file=dataset_json,
-                   metadata={"labels": labels, "channel_names": channels, "file_ending": ending, "name": spec.get("name")})
+                   metadata={"labels": labels, "channel_names": channels, "file_ending": ending,
+                             "name": spec.get("name")})
 
 
 # --------------------------------------------------------------------------- MONAI datalist
@@ -465,7 +471,8 @@ def _load_nnunet(root: Path, dataset_json: Path) -> Dataset:
 def _load_monai(datalist: Path, *, key: str, base_dir: Path | None) -> Dataset:
     spec = _read_json(datalist)
     if not isinstance(spec, dict) or key not in spec:
-        raise InvalidDatasetError(f"has no {key!r} list (keys: {', '.join(map(str, spec)) if isinstance(spec, dict) else 'none'})", datalist)
+        keys = ", ".join(map(str, spec)) if isinstance(spec, dict) else "none"
+        raise InvalidDatasetError(f"has no {key!r} list (keys: {keys})", datalist)
     items = spec[key]
     if not isinstance(items, list):
         raise InvalidDatasetError(f"{key!r} is not a list", datalist)
@@ -496,7 +503,8 @@ def _load_monai(datalist: Path, *, key: str, base_dir: Path | None) -> Dataset:
             _check_shapes(image, mask)
         patient = extra.pop("patient_id", None)
         cases.append(Case(case_id=str(extra.get("case_id", case_id)), image=image, mask=mask,
-                          patient_id=str(patient) if patient is not None else None, image_relpath=relpath, metadata=extra))
+                          patient_id=str(patient) if patient is not None else None,
+                          image_relpath=relpath, metadata=extra))
     return Dataset(root, "monai", cases, index_file=datalist, metadata={"key": key})
 
 

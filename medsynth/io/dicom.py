@@ -155,7 +155,9 @@ def read_header(path: str | Path) -> tuple[Any, PixelDataInfo | None]:
             try:
                 ds = read_partial(fp, stop_when=_stop_at_pixels)
             except InvalidDicomError as e:
-                raise InvalidImageError(f"not a DICOM file ({e})", path) from e
+                raise InvalidImageError(
+                    "not a DICOM file (no 'DICM' marker after the 128-byte preamble, or no file meta header)", path
+                ) from e
             except (EOFError, struct.error, ValueError, KeyError, OSError) as e:
                 raise InvalidImageError(f"unreadable DICOM header ({type(e).__name__}: {e})", path) from e
         _raise_on_eof_warnings(caught, path, "header")

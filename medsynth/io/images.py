@@ -56,7 +56,8 @@ def read_image(path: str | Path, *, frame: int = 0) -> Scan:
     try:
         if dpi and float(dpi[0]) > 0 and float(dpi[1]) > 0:
             # DPI is (x, y): columns then rows.
-            spacing, source = (25.4 / float(dpi[1]), 25.4 / float(dpi[0])), "dpi"
+            # Rounded to 1e-6 mm: PNG stores pixels per metre, Pillow converts to inexact DPI.
+            spacing, source = (round(25.4 / float(dpi[1]), 6), round(25.4 / float(dpi[0]), 6)), "dpi"
     except (TypeError, ValueError, IndexError):
         source = "default (malformed dpi)"  # keep the 1 mm default, say why in metadata
     metadata: dict[str, Any] = {"format": fmt.lower() if fmt else None, "mode": mode, "n_frames": n_frames,

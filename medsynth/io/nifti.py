@@ -15,7 +15,8 @@
 * Voxels: read whole when ``.pixels`` is first accessed (so a truncated ``.nii.gz`` anywhere in the
   file fails, with the file's name -- nibabel itself raises a bare ``EOFError``), scaled by
   scl_slope/inter, and rejected when any voxel is NaN or infinite. An uncompressed ``.nii`` shorter
-  than its header promises fails at once.
+  than its header promises fails at once. Unscaled uint8/uint16 voxels set ``bits_stored`` to 8/16
+  (so ``unit_pixels()`` does not depend on the image's content).
 """
 
 from __future__ import annotations
@@ -121,17 +122,26 @@ def read_nifti(path: str | Path, *, frame: int = 0) -> Scan:
         try:
             data = np.asanyarray(img.dataobj)
         except (EOFError, OSError, ValueError, zlib.error) as e:
-            raise InvalidImageError(f"cannot read voxels, the file is truncated or corrupt ({type(e).__name__}: {e})", path) from e
+            raise InvalidImageError(
+                f"cannot read voxels, the file is truncated or corrupt ({type(e).__name__}: {e})", path
+            ) from e
         bad = ~np.isfinite(data)
         if bad.any():
             raise InvalidImageError(f"has {int(bad.sum())} NaN/Inf voxel(s)", path)
         return np.asarray(data[(slice(None), slice(None), *index)], dtype=np.float32)
 
+    # Unsigned integer voxels without scaling have a known range, as a PNG of that depth would:
+    # unit_pixels() then scales by it instead of by the image's own min/max.
+    dtype = img.get_data_dtype()
+    slope, inter = img.header.get_slope_inter()
+    unscaled = slope in (None, 1.0) and inter in (None, 0.0)
+    bits = 8 * dtype.itemsize if dtype.kind == "u" and dtype.itemsize <= 2 and unscaled else None
     return Scan(
         path=path,
         shape=(shape[0], shape[1]),
         spacing=(zooms[0], zooms[1]),
         pixel_loader=load,
         affine=np.asarray(img.affine, dtype=np.float64),
+        bits_stored=bits,
         metadata=metadata,
     )

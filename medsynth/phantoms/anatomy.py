@@ -24,6 +24,8 @@ class Anatomy:
         breast: breast tissue mask, pectoral muscle excluded (where lesions may be).
         pectoral: pectoral muscle mask (empty in CC).
         skin_distance_mm: distance to the skin line in mm, 0 outside.
+        room_mm: distance in mm to the nearest place a lesion must not reach: the skin line, the
+            pectoral muscle or the image border.
         thickness: relative compressed thickness in [0, 1] (1 in the middle of the breast).
         radial: normalised distance from the chest wall (0) to the skin line (1).
         axis_angle: direction chest wall → nipple in radians (row axis downwards).
@@ -32,6 +34,7 @@ class Anatomy:
     breast: np.ndarray
     pectoral: np.ndarray
     skin_distance_mm: np.ndarray
+    room_mm: np.ndarray
     thickness: np.ndarray
     radial: np.ndarray
     axis_angle: float
@@ -62,10 +65,8 @@ def make_anatomy(
         depth = w * rng.uniform(0.68, 0.85)
         half_height = h * rng.uniform(0.50, 0.58)
         tilt = np.deg2rad(rng.uniform(14.0, 24.0))
-    power = rng.uniform(1.9, 2.5)
     # Python floats keep the image arrays in float32 (numpy scalars would promote to float64).
-    origin_row, depth, half_height = float(origin_row), float(depth), float(half_height)
-    tilt, power = float(tilt), float(power)
+    origin_row, depth, half_height, tilt = float(origin_row), float(depth), float(half_height), float(tilt)
     harmonics = [(k, rng.uniform(0.0, 0.025), rng.uniform(0, 2 * np.pi)) for k in range(2, 7)]  # k = 2..6 in order
 
     rows = (np.arange(h, dtype=np.float32) + 0.5) * 1.0
@@ -75,8 +76,7 @@ def make_anatomy(
     ct, st = np.cos(tilt), np.sin(tilt)
     u = dx * ct + dy * st  # along the chest wall → nipple axis
     v = -dx * st + dy * ct
-    un, vn = np.abs(u) / depth, np.abs(v) / half_height
-    rho = (un**power + vn**power) ** (1.0 / power)
+    rho = np.sqrt((u / depth) ** 2 + (v / half_height) ** 2)
     # cos(k*theta + phase) = Re(e^{i phase} z^k) with z = e^{i theta}: powers of z are much
     # cheaper than arctan2 and one cosine per harmonic.
     z = (u / depth + 1j * (v / half_height)).astype(np.complex64)
@@ -105,6 +105,13 @@ def make_anatomy(
     # Distance to the skin: image edges are not skin (the breast continues past the chest wall).
     skin_px = ndimage.distance_transform_edt(breast_all, sampling=spacing)
     skin_distance_mm = np.where(breast_all, skin_px, 0.0).astype(np.float32)
+    # Room for lesions: the skin distance, cut by the image border and the pectoral muscle.
+    border_rows = np.minimum(rows, h - rows)[:, None] * spacing[0]
+    border_cols = np.minimum(cols, w - cols)[None, :] * spacing[1]
+    room_mm = np.minimum(skin_distance_mm, np.minimum(border_rows, border_cols))
+    if pectoral.any():
+        room_mm = np.minimum(room_mm, ndimage.distance_transform_edt(~pectoral, sampling=spacing))
+    room_mm = np.where(breast, room_mm, 0.0).astype(np.float32)
     rolloff_mm = rng.uniform(7.0, 12.0)
     t = np.clip(skin_distance_mm / rolloff_mm, 0.0, 1.0)
     thickness = np.sqrt(1.0 - (1.0 - t) ** 2).astype(np.float32) * breast_all
@@ -112,6 +119,7 @@ def make_anatomy(
         breast=breast,
         pectoral=pectoral,
         skin_distance_mm=skin_distance_mm,
+        room_mm=room_mm,
         thickness=thickness.astype(np.float32),
         radial=radial,
         axis_angle=float(tilt),

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
 MASS_LABEL = 1
@@ -112,7 +111,7 @@ def draw_mass_params(rng: np.random.Generator) -> dict[str, Any]:
         "shape": shape,
         "margin": margin,
         "size_mm": round(size_mm, 2),
-        "contrast": float(rng.uniform(0.12, 0.25)),
+        "contrast": float(rng.uniform(0.07, 0.17)),
         "spicule_factor": float(rng.uniform(0.9, 1.6)) if margin == "spiculated" else 0.0,
     }
     params.update(_diagnosis(rng, p_malignant))
@@ -277,6 +276,7 @@ def render_calcifications(
 
 def add_lesions(
     breast: np.ndarray,
+    room_mm: np.ndarray,
     tissue: np.ndarray,
     spacing: tuple[float, float],
     rng: np.random.Generator,
@@ -286,6 +286,7 @@ def add_lesions(
 
     Args:
         breast: where lesions may go (breast tissue, pectoral muscle excluded).
+        room_mm: distance in mm to the skin, the pectoral muscle or the image border.
         tissue: fibroglandular fraction map (for the subtlety rating).
         spacing: pixel spacing (row, col) in mm.
         rng: the random generator (lesion stream of this phantom).
@@ -303,9 +304,6 @@ def add_lesions(
     if rng.random() >= lesion_fraction:
         return signal, opacity, label, lesions
     count = int(rng.choice([1, 2, 3], p=[0.7, 0.25, 0.05]))
-    # Distance to the nearest non-breast pixel, the image border counting as one.
-    padded = np.pad(breast, 1, constant_values=False)
-    room_mm = ndimage.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1]
     placed: list[tuple[float, float, float]] = []  # (row_mm, col_mm, extent_mm)
     for _ in range(count):
         params = draw_mass_params(rng) if rng.random() < 0.6 else draw_calc_params(rng)
@@ -349,7 +347,7 @@ def add_lesions(
         r1, c1 = window[0].start + rows.max() + 1, window[1].start + cols.max() + 1
         local_density = float(tissue[window][mask].mean())
         # Subtlety 1 (subtle) .. 5 (obvious): contrast against the surrounding dense tissue.
-        strength = params["contrast"] / (0.25 if value == MASS_LABEL else 0.55)
+        strength = params["contrast"] / (0.17 if value == MASS_LABEL else 0.55)
         subtlety = int(np.clip(np.round(1.0 + 4.5 * strength - 2.0 * local_density), 1, 5))
         entry = {k: v for k, v in params.items() if k not in ("extent_mm", "spicule_factor")}
         entry.update(

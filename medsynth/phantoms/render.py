@@ -143,26 +143,25 @@ def render_phantom(
 
     # 3. Anatomy and fibroglandular tissue (drawn as a left breast)
     anat = make_anatomy((rows, cols), sp, view, anat_rng)
-    tissue, dense_fraction = fibroglandular(
+    tissue, dense_fraction, mottle = fibroglandular(
         anat.radial, anat.skin_distance_mm, anat.breast, sp, density, tex_rng, axis_angle=anat.axis_angle
     )
     inside = anat.breast | anat.pectoral
-    signal, opacity, label, lesions = add_lesions(anat.breast, tissue, sp, lesion_rng, lesion_fraction)
+    signal, opacity, label, lesions = add_lesions(anat.breast, anat.room_mm, tissue, sp, lesion_rng, lesion_fraction)
     # A mass is dense tissue: it fills the fat it sits in, and adds its own contrast on top (step 5).
     tissue = tissue + (1.0 - tissue) * opacity
 
     # 4. Intensities: attenuation of fat vs glandular tissue times the thickness roll-off
     fat_level = tex_rng.uniform(0.26, 0.34)
     gland_level = tex_rng.uniform(0.72, 0.82)
-    mottle = power_law_noise((rows, cols), 2.0, tex_rng)  # faint structure inside the fat too
     # Fine fibrous structure inside the dense tissue (1/f^3 again, but without the large scales).
     strands = power_law_noise((rows, cols), 3.0, tex_rng, stretch=2.0, angle=anat.axis_angle, f_min=sp[0] / 3.0)
     attenuation = (
-        fat_level + (gland_level - fat_level) * tissue + 0.025 * mottle + 0.06 * strands * tissue
+        fat_level + (gland_level - fat_level) * tissue + 0.02 * mottle + 0.06 * strands * tissue
     )
     if anat.pectoral.any():
         pect_level = tex_rng.uniform(0.68, 0.82)
-        attenuation = np.where(anat.pectoral, pect_level + 0.03 * mottle, attenuation)
+        attenuation = np.where(anat.pectoral, pect_level + 0.02 * mottle + 0.03 * strands, attenuation)
     # Periphery is equalised on processed ("for presentation") images: thin edge stays visible.
     image = inside * (0.35 + 0.65 * anat.thickness) * attenuation
     skin_line = 0.10 * np.exp(-anat.skin_distance_mm / 0.5) * inside
@@ -173,6 +172,9 @@ def render_phantom(
 
     # 6. Quantum noise, range
     image = image + noise_rng.normal(0.0, 0.006, (rows, cols)) * (0.3 + inside)
+    # A smooth shoulder instead of a hard clip, so the brightest masses keep their texture.
+    knee = np.float32(0.85)
+    image = np.where(image > knee, knee + (1 - knee) * np.tanh((image - knee) / (1 - knee)), image)
     image = np.clip(image, 0.0, 1.0).astype(np.float32)
 
     # 7. Right breasts are the mirror image (chest wall on the right)

@@ -91,7 +91,7 @@ def fibroglandular(
     *,
     beta: float = 3.0,
     axis_angle: float = 0.0,
-) -> tuple[np.ndarray, float]:
+) -> tuple[np.ndarray, float, np.ndarray]:
     """Fibroglandular tissue fraction map in [0, 1] for one breast.
 
     Args:
@@ -105,7 +105,8 @@ def fibroglandular(
         axis_angle: direction chest wall → nipple in radians (texture is elongated along it).
 
     Returns:
-        (tissue map float32 in [0, 1], dense fraction = share of breast pixels above 0.5).
+        (tissue map float32 in [0, 1], dense fraction = share of breast pixels above 0.5, the
+        fine-scale texture field used, zero mean and unit std, for faint structure elsewhere).
     """
     lo, hi = DENSITY_FRACTIONS[density]
     target = rng.uniform(lo, hi)
@@ -123,10 +124,10 @@ def fibroglandular(
     field = 1.1 * envelope + coarse + 0.35 * fine - 2.5 * subcutaneous
     inside = field[breast]
     if inside.size == 0:
-        return np.zeros(shape, np.float32), 0.0
+        return np.zeros(shape, np.float32), 0.0, fine
     threshold = np.quantile(inside, 1.0 - target)
     # A soft threshold: dense tissue fades into fat over a range of the field, as in real images.
     softness = 0.3 * float(inside.std())
     tissue = expit((field - threshold) / softness)
     tissue = np.where(breast, tissue, 0.0).astype(np.float32)
-    return tissue, float((tissue[breast] > 0.5).mean())
+    return tissue, float((tissue[breast] > 0.5).mean()), fine

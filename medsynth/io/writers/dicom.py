@@ -9,9 +9,10 @@ into the SEG; that source is always the synthetic image written here, never a re
 
 UIDs are fresh (pydicom ``generate_uid``) but derived from ``uid_entropy`` + case id + role, so
 the same run gives byte-identical files; pass a different ``uid_entropy`` for distinct datasets
-(the pipeline passes a fingerprint of model, seed and settings). Dates are the fixed placeholder
-:data:`PLACEHOLDER_DATE` (no real acquisition date exists), and the creation date/time highdicom
-stamps is dropped, again for reproducible bytes.
+(the pipeline passes a fingerprint of model, seed and settings). Dates and times are the fixed
+placeholder :data:`PLACEHOLDER_DATE` / :data:`PLACEHOLDER_TIME` (no real acquisition date exists;
+this also keeps the generation time out of the files), the creation date/time highdicom stamps is
+dropped, and its random DimensionOrganizationUID is replaced by a derived one, for reproducible bytes.
 
 Layout::
 
@@ -52,6 +53,23 @@ def synthetic_patient(case_id: str) -> tuple[str, str]:
     """(PatientName, PatientID) for a case: ``SYNTHETIC^CASE_0001``, ``SYNTHETIC_CASE_0001``."""
     tag = case_id.upper().replace("-", "_")
     return f"SYNTHETIC^{tag}", f"SYNTHETIC_{tag}"
+
+
+def _freeze_clock_and_random_uids(ds, dim_org_uid: str) -> None:
+    """Replace what highdicom stamps from the clock or a random UID by fixed or derived values."""
+    stamp = PLACEHOLDER_DATE + PLACEHOLDER_TIME
+    for keyword, value in (("ContentDate", PLACEHOLDER_DATE), ("ContentTime", PLACEHOLDER_TIME),
+                           ("DateOfSecondaryCapture", PLACEHOLDER_DATE), ("TimeOfSecondaryCapture", PLACEHOLDER_TIME)):
+        if keyword in ds:
+            setattr(ds, keyword, value)
+    for item in ds.get("ContributingEquipmentSequence", []):
+        if "ContributionDateTime" in item:
+            item.ContributionDateTime = stamp
+    # highdicom draws a random DimensionOrganizationUID; both sequences must keep sharing one.
+    for seq in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
+        for item in ds.get(seq, []):
+            if "DimensionOrganizationUID" in item:
+                item.DimensionOrganizationUID = dim_org_uid
 
 
 def _mark_synthetic(ds) -> None:
@@ -138,6 +156,7 @@ class DicomWriter:
         sc.ManufacturerModelName = "medsynth generate"
         sc.SoftwareVersions = _version()
         _mark_synthetic(sc)
+        _freeze_clock_and_random_uids(sc, case_uid(self.uid_entropy, case_id, "image-dimensions"))
         return sc
 
     def build_seg(self, case_id: str, source, label: np.ndarray, spacing: tuple[float, float]):
@@ -169,6 +188,7 @@ class DicomWriter:
         # General Image module, required (type 2C) when there is no frame of reference.
         seg.PatientOrientation = list(source.PatientOrientation)
         _mark_synthetic(seg)
+        _freeze_clock_and_random_uids(seg, case_uid(self.uid_entropy, case_id, "seg-dimensions"))
         return seg
 
     def write_case(self, case_id: str, image: np.ndarray, label: np.ndarray,

@@ -1,0 +1,101 @@
+"""``medsynth generate``: write a synthetic segmentation training set with a trained inpainter.
+
+A thin layer over :func:`medsynth.generate.pipeline.generate`: options lay over the packaged
+defaults (``configs/generate.yaml``) or a ``--config`` file; a rich progress bar with cases/s runs
+while cases are written and a summary table follows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from medsynth.cli._app import EXIT_OK, app
+from medsynth.errors import ConfigError
+
+
+def _split(values: Optional[list[str]]) -> Optional[list[str]]:
+    """Repeated and comma-separated values -> one list (None when not given)."""
+    if not values:
+        return None
+    return [v for item in values for v in item.replace(",", " ").split() if v]
+
+
+@app.command()
+def generate(
+    model: Path = typer.Option(..., "--model", help="Model directory (medsynth train)."),
+    backgrounds: Path = typer.Option(..., "--backgrounds", help="Dataset of background images (any layout load_dataset reads)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (must be empty unless --resume/--overwrite)."),
+    masks: Optional[str] = typer.Option(None, "--masks", help="Lesion outlines: 'shapes' or 'real:DATA'. (default shapes)"),
+    n: Optional[int] = typer.Option(None, "--n", help="Number of cases. (default 100)"),
+    format: Optional[str] = typer.Option(None, "--format", help="nnunet | monai | dicom | png. (default nnunet)"),
+    adapter: Optional[Path] = typer.Option(None, "--adapter", help="LoRA adapter directory."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Run seed; case i depends only on (seed, i). (default 0)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Cases per step (memory only). (default 8)"),
+    model_batch: Optional[int] = typer.Option(None, "--model-batch", help="Patches per model call; part of the output's definition. (default 1)"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default: the model's)."),
+    shape: Optional[list[str]] = typer.Option(None, "--shape", help="round|oval|lobulated|irregular (repeat or comma-separate)."),
+    margin: Optional[list[str]] = typer.Option(None, "--margin", help="circumscribed|ill-defined|spiculated (repeat or comma-separate)."),
+    lesion_class: Optional[list[str]] = typer.Option(None, "--class", help="mass|calcification (repeat or comma-separate)."),
+    size_mm: Optional[str] = typer.Option(None, "--size-mm", help="Lesion size range MIN:MAX in mm. (default 5:15)"),
+    lesions_per_case: Optional[int] = typer.Option(None, "--lesions-per-case", help="Lesions per image. (default 1)"),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUT."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous medsynth output in OUT."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file laid over configs/generate.yaml."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Paint lesions into background mammograms and write a segmentation training set with a manifest."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from medsynth.config import load_config
+    from medsynth.generate.pipeline import generate as run_generate
+
+    cfg = load_config(config, kind="generate")
+    given = {"n": n, "seed": seed, "format": format, "batch_size": batch_size, "model_batch": model_batch,
+             "num_inference_steps": steps, "lesions_per_case": lesions_per_case}
+    cfg.update({k: v for k, v in given.items() if v is not None})
+    mcfg = dict(cfg["masks"])
+    source = masks or mcfg.pop("source")
+    mcfg.pop("source", None)
+    if _split(shape):
+        mcfg["shapes"] = _split(shape)
+    if _split(margin):
+        mcfg["margins"] = _split(margin)
+    if _split(lesion_class):
+        mcfg["classes"] = _split(lesion_class)
+    if size_mm is not None:
+        mcfg["size_mm"] = size_mm
+    if source == "shapes":
+        mask_options = {k: mcfg[k] for k in ("shapes", "margins", "classes", "size_mm")}
+    elif str(source).startswith("real:"):
+        if shape or margin or lesion_class or size_mm:
+            raise ConfigError("--shape/--margin/--class/--size-mm apply to --masks shapes, not real:DATA")
+        mask_options = {k: mcfg[k] for k in ("scale", "rotation_deg", "elastic_alpha_mm", "elastic_sigma_mm")}
+    else:
+        raise ConfigError(f"--masks must be 'shapes' or 'real:DATA', got {source!r}")
+    writer_options = dict(cfg["nnunet"]) if cfg["format"] == "nnunet" else {}
+
+    result = run_generate(
+        model, backgrounds, source, int(cfg["n"]), out, str(cfg["format"]), seed=int(cfg["seed"]),
+        adapter=adapter, batch_size=int(cfg["batch_size"]), resume=resume, overwrite=overwrite,
+        num_inference_steps=cfg["num_inference_steps"], progress=not quiet,
+        model_batch=int(cfg["model_batch"]), lesions_per_case=int(cfg["lesions_per_case"]),
+        placement=dict(cfg["placement"]), mask_options=mask_options, writer_options=writer_options,
+    )
+    if result.manifest is None:  # a worker process of a multi-process run: the main one reports
+        raise typer.Exit(code=EXIT_OK)
+    table = Table(title="medsynth generate", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("output", str(result.out))
+    table.add_row("format", result.format)
+    table.add_row("cases", f"{result.n} ({result.generated} generated now, {result.skipped} resumed)")
+    table.add_row("lesions painted", ", ".join(f"{v} {k}" for k, v in sorted(result.lesions.items())) or "none (resumed)")
+    table.add_row("time", f"{result.seconds:.1f} s ({result.cases_per_s:.2f} cases/s)")
+    table.add_row("index", ", ".join(p.as_posix() for p in result.index_files) or "-")
+    table.add_row("manifest", str(result.manifest))
+    Console(highlight=False).print(table)
+    raise typer.Exit(code=EXIT_OK)

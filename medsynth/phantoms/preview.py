@@ -1,0 +1,74 @@
+"""A PNG contact sheet of phantoms with their lesion outlines, to look at what the generator makes.
+
+``medsynth phantoms OUT --preview sheet.png`` and the docs figure ``docs/images/phantoms.png`` use it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from medsynth.phantoms.render import DEFAULT_SIZE, Phantom, render_phantom
+
+
+def sample_sheet(
+    path: str | Path,
+    seed: int = 0,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    phantoms: list[Phantom] | None = None,
+) -> Path:
+    """Save a sheet of 8 phantoms (CC and MLO, left and right, densities a-d, every one with lesions)
+    with mask outlines (red: mass, yellow: calcification cluster) and a zoom on one lesion of each.
+
+    Args:
+        path: the PNG to write (written atomically).
+        seed: phantom seed.
+        size: (rows, cols) of each phantom.
+        phantoms: phantoms to show instead of the default selection.
+
+    Returns:
+        the PNG path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if phantoms is None:
+        phantoms = [
+            render_phantom(seed, size, "cc" if k < 4 else "mlo", "abcd"[k % 4], index=k, lesion_fraction=1.0)
+            for k in range(8)
+        ]
+    cols = len(phantoms)
+    fig, axes = plt.subplots(2, cols, figsize=(2.2 * cols, 5.6), gridspec_kw={"height_ratios": [1.25, 1]})
+    axes = np.atleast_2d(axes).reshape(2, cols)
+    for k, ph in enumerate(phantoms):
+        top, zoom = axes[0, k], axes[1, k]
+        top.imshow(ph.image, cmap="gray", vmin=0, vmax=1, interpolation="lanczos")
+        for value, color in ((1, "red"), (2, "yellow")):
+            if (ph.label == value).any():
+                top.contour(ph.label == value, levels=[0.5], colors=color, linewidths=0.6)
+        desc = []
+        for les in ph.lesions:
+            kind = f"{les['shape']} {les['margin']}" if les["type"] == "mass" else f"calc {les['calc_type']}"
+            desc.append(f"{kind.replace('_', '-')} {les['size_mm']:.0f} mm")
+        top.set_title(f"{ph.laterality}-{ph.view}  density {ph.density}\n" + "\n".join(desc[:2]), fontsize=6.5)
+        if ph.lesions:
+            les = ph.lesions[0]
+            r, c = (int(v) for v in les["center"])
+            half = int(max(les["bbox"][2] - les["bbox"][0], les["bbox"][3] - les["bbox"][1]) * 0.9) + 8
+            r0, c0 = max(r - half, 0), max(c - half, 0)
+            zoom.imshow(ph.image[r0 : r + half, c0 : c + half], cmap="gray", vmin=0, vmax=1)
+            zoom.set_title("zoom: lesion 1", fontsize=6.5)
+        for ax in (top, zoom):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+    return path

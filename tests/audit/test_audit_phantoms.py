@@ -1,0 +1,77 @@
+"""Acceptance of `audit` on phantoms: novel images pass; planted copies fail and exactly they are flagged."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medsynth.audit.run import audit
+from medsynth.errors import AuditInputError
+
+from .conftest import FAST, PLANTED
+
+
+@pytest.fixture(scope="module")
+def clean_result(phantom_sets):
+    return audit(phantom_sets["train"], phantom_sets["synthetic"], phantom_sets["holdout"], config=FAST,
+                 progress=False)
+
+
+@pytest.fixture(scope="module")
+def planted_result(phantom_sets):
+    return audit(phantom_sets["train"], phantom_sets["planted"], phantom_sets["holdout"], config=FAST,
+                 progress=False)
+
+
+def test_novel_phantoms_pass(clean_result):
+    failed = [c for c in clean_result.checks if not c["passed"]]
+    assert clean_result.verdict == "pass", failed
+    assert clean_result.memorization["flagged"] == []
+    names = {c["name"] for c in clean_result.checks}
+    assert {"patient_overlap", "memorization", "baseline_dcr_image", "baseline_mannwhitney_image", "dp",
+            "phi"} <= names
+
+
+def test_planted_copies_fail_and_exactly_they_are_flagged(planted_result, phantom_sets):
+    assert planted_result.verdict == "fail"
+    memo = next(c for c in planted_result.checks if c["name"] == "memorization")
+    assert not memo["passed"]
+    flagged = {f["synthetic"]: f for f in planted_result.memorization["flagged"]}
+    expected = phantom_sets["planted_names"]
+    # Precision and recall 1 on the planted copies.
+    assert set(flagged) == set(expected), (sorted(flagged), sorted(expected))
+    for syn, (train_rel, how) in expected.items():
+        assert flagged[syn]["nearest_train"] == train_rel, how
+    # The copies are found on the whole image, each transform with a near-perfect score.
+    for syn, f in flagged.items():
+        image_match = [m for m in f["matches"] if m["scope"] == "image"]
+        assert image_match and image_match[0]["ncc"] > 0.9, (expected[syn][1], f)
+    assert flagged["images/S_00902_copy.png"]["transform"].startswith("hflip")
+
+
+def test_planted_copies_flagged_in_every_space(planted_result):
+    # Each space on its own separates these copies from novel images (scores on the image scope).
+    for f in planted_result.memorization["flagged"]:
+        m = next(m for m in f["matches"] if m["scope"] == "image")
+        assert m["carlini_ratio"] < 0.6 and m["ncc"] >= 0.85, m
+
+
+def test_json_and_html_reports(planted_result, tmp_path):
+    path = planted_result.to_json(tmp_path / "audit.json")
+    doc = json.loads(path.read_text())
+    assert doc["verdict"] == "fail"
+    assert all({"name", "value", "threshold", "passed"} <= set(c) for c in doc["checks"])
+    assert len(doc["memorization"]["flagged"]) == len(PLANTED)
+    assert {"synthetic", "nearest_train", "ncc", "carlini_ratio"} <= set(doc["memorization"]["flagged"][0])
+    html = planted_result.save_html(tmp_path / "audit.html").read_text()
+    assert html.index("FAIL") < html.index("1. Memorization")  # verdict first
+    assert html.count("data:image/png;base64,") >= 3  # pairs grid + two histograms
+    assert "OCR" in html and "http" not in html.replace("http-equiv", "")  # self-contained
+    assert "<div" in planted_result._repr_html_()
+
+
+def test_shared_patients_refused(phantom_sets):
+    with pytest.raises(AuditInputError, match="P_0000"):
+        audit(phantom_sets["train"], phantom_sets["synthetic"], phantom_sets["holdout_shared"], config=FAST,
+              progress=False)
