@@ -111,7 +111,7 @@ def draw_mass_params(rng: np.random.Generator) -> dict[str, Any]:
         "shape": shape,
         "margin": margin,
         "size_mm": round(size_mm, 2),
-        "contrast": float(rng.uniform(0.07, 0.17)),
+        "contrast": float(rng.uniform(0.08, 0.18)),
         "spicule_factor": float(rng.uniform(0.9, 1.6)) if margin == "spiculated" else 0.0,
     }
     params.update(_diagnosis(rng, p_malignant))
@@ -347,7 +347,7 @@ def add_lesions(
         r1, c1 = window[0].start + rows.max() + 1, window[1].start + cols.max() + 1
         local_density = float(tissue[window][mask].mean())
         # Subtlety 1 (subtle) .. 5 (obvious): contrast against the surrounding dense tissue.
-        strength = params["contrast"] / (0.17 if value == MASS_LABEL else 0.55)
+        strength = params["contrast"] / (0.18 if value == MASS_LABEL else 0.55)
         subtlety = int(np.clip(np.round(1.0 + 4.5 * strength - 2.0 * local_density), 1, 5))
         entry = {k: v for k, v in params.items() if k not in ("extent_mm", "spicule_factor")}
         entry.update(

@@ -153,14 +153,14 @@ def render_phantom(
 
     # 4. Intensities: attenuation of fat vs glandular tissue times the thickness roll-off
     fat_level = tex_rng.uniform(0.26, 0.34)
-    gland_level = tex_rng.uniform(0.72, 0.82)
+    gland_level = tex_rng.uniform(0.62, 0.72)
     # Fine fibrous structure inside the dense tissue (1/f^3 again, but without the large scales).
     strands = power_law_noise((rows, cols), 3.0, tex_rng, stretch=2.0, angle=anat.axis_angle, f_min=sp[0] / 3.0)
     attenuation = (
         fat_level + (gland_level - fat_level) * tissue + 0.02 * mottle + 0.06 * strands * tissue
     )
     if anat.pectoral.any():
-        pect_level = tex_rng.uniform(0.68, 0.82)
+        pect_level = tex_rng.uniform(0.62, 0.76)
         attenuation = np.where(anat.pectoral, pect_level + 0.02 * mottle + 0.03 * strands, attenuation)
     # Periphery is equalised on processed ("for presentation") images: thin edge stays visible.
     image = inside * (0.35 + 0.65 * anat.thickness) * attenuation
@@ -173,7 +173,7 @@ def render_phantom(
     # 6. Quantum noise, range
     image = image + noise_rng.normal(0.0, 0.006, (rows, cols)) * (0.3 + inside)
     # A smooth shoulder instead of a hard clip, so the brightest masses keep their texture.
-    knee = np.float32(0.85)
+    knee = np.float32(0.88)
     image = np.where(image > knee, knee + (1 - knee) * np.tanh((image - knee) / (1 - knee)), image)
     image = np.clip(image, 0.0, 1.0).astype(np.float32)
 

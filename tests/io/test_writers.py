@@ -193,32 +193,36 @@ def nnunet_python() -> str | None:
 
 NNUNET_CHECK = """
 import sys
+import nibabel as nib
+import numpy as np
 from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
-verify_dataset_integrity(sys.argv[1], num_processes=1)
+folder, label_file = sys.argv[1], sys.argv[2]
+verify_dataset_integrity(folder, num_processes=1)
 print("NNUNET_VERIFY_OK")
+# The check is not a no-op: a label value missing from dataset.json must be rejected.
+lab = nib.load(label_file)
+bad = np.asarray(lab.dataobj).copy()
+bad[0, 0] = 5
+nib.save(nib.Nifti1Image(bad, lab.affine, lab.header), label_file)
+try:
+    verify_dataset_integrity(folder, num_processes=1)
+except Exception as e:
+    print("NNUNET_REJECTED_BAD_LABEL", type(e).__name__)
 """
 
 
 @pytest.mark.skipif(nnunet_python() is None, reason="no nnU-Net environment (.venv-nnunet or $MEDSYNTH_NNUNET_PYTHON); "
                     "nnunetv2 cannot live in the main venv (it pulls torchvision)")
 def test_nnunet_verify_dataset_integrity(tmp_path):
-    writer, _, _ = write_dataset("nnunet", tmp_path)
+    writer, _, cases = write_dataset("nnunet", tmp_path)
+    label_file = tmp_path / next(iter(cases.values()))[2]["label"]
     env = dict(os.environ, nnUNet_raw=str(tmp_path), nnUNet_preprocessed=str(tmp_path / "pre"),
                nnUNet_results=str(tmp_path / "res"))
-    proc = subprocess.run([nnunet_python(), "-c", NNUNET_CHECK, str(tmp_path / writer.folder)],
+    proc = subprocess.run([nnunet_python(), "-c", NNUNET_CHECK, str(tmp_path / writer.folder), str(label_file)],
                           capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0 and "NNUNET_VERIFY_OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
-    # And nnU-Net does reject a label outside dataset.json (the check is not a no-op).
-    import nibabel as nib
-
-    lab_path = next((tmp_path / writer.folder / "labelsTr").iterdir())
-    lab = nib.load(lab_path)
-    bad = np.asarray(lab.dataobj).copy()
-    bad[0, 0] = 5
-    nib.save(nib.Nifti1Image(bad, lab.affine, lab.header), lab_path)
-    proc = subprocess.run([nnunet_python(), "-c", NNUNET_CHECK, str(tmp_path / writer.folder)],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode != 0
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "NNUNET_VERIFY_OK" in proc.stdout, proc.stdout[-2000:]
+    assert "NNUNET_REJECTED_BAD_LABEL" in proc.stdout, proc.stdout[-2000:]
 
 
 # ----------------------------------------------------------------------------- DICOM consumers
