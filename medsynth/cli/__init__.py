@@ -37,17 +37,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         err.print(f"[bold red]error:[/] {e}", markup=True)
         return EXIT_BAD_INPUT
-    except Exception as e:  # click exceptions carry their own exit code
-        import click
+    except Exception as e:
+        # typer bundles its own copy of click, so its exceptions are matched by behaviour:
+        # Exit carries a code; usage errors can show themselves and carry a code.
+        import typer
 
-        if isinstance(e, click.exceptions.Exit):
+        if isinstance(e, typer.Exit):
             return e.exit_code
-        if isinstance(e, click.ClickException):
-            e.show()
-            return e.exit_code
-        if isinstance(e, click.exceptions.Abort):
+        if isinstance(e, typer.Abort):
             err.print("aborted")
             return 130
+        show, code = getattr(e, "show", None), getattr(e, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            return code
         raise
     # click returns typer.Exit's code in non-standalone mode.
     return rv if isinstance(rv, int) else 0

@@ -24,8 +24,8 @@ def parse_size(text: str) -> tuple[int, int]:
     if not match:
         raise ConfigError(f"--size must look like ROWSxCOLS (e.g. 512x416), got {text!r}")
     rows, cols = int(match.group(1)), int(match.group(2))
-    if min(rows, cols) < 32:
-        raise ConfigError(f"--size must be at least 32x32, got {text!r}")
+    if min(rows, cols) < 16:
+        raise ConfigError(f"--size must be at least 16x16, got {text!r}")
     return rows, cols
 
 
@@ -51,6 +51,7 @@ def phantoms(
     lesion_fraction: Optional[float] = typer.Option(None, "--lesion-fraction", help="Share of images with a lesion. (default 0.75)"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file laid over configs/phantoms.yaml."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing phantoms dataset in OUT."),
+    preview: Optional[Path] = typer.Option(None, "--preview", help="Also save a PNG sheet of the first 8 phantoms with lesion outlines."),
 ) -> None:
     """Write procedural mammography phantoms (CBIS-DDSM-like DICOM with decoy PHI, NIfTI or PNG)."""
     from rich.console import Console
@@ -97,6 +98,20 @@ def phantoms(
     elapsed = time.perf_counter() - start
     import json
 
+    if preview is not None:
+        from medsynth.phantoms import render_phantom
+        from medsynth.phantoms.preview import sample_sheet
+
+        shown = [
+            render_phantom(
+                int(cfg["seed"]), rows_cols, view_, density_, index=2 * int(cfg["patient_offset"]) + k,
+                spacing=cfg["spacing_mm"], fov_mm=float(cfg["fov_mm"]),
+                lesion_fraction=float(cfg["lesion_fraction"]), burned_in_text=bool(cfg["burned_in_text"]),
+            )
+            for k in range(min(int(cfg["n"]), 8))
+        ]
+        sample_sheet(preview, phantoms=shown)
+
     manifest = json.loads((root / "phantoms.json").read_text())
     cases = manifest["cases"]
     n_lesions = sum(len(c["lesions"]) for c in cases)
@@ -105,5 +120,6 @@ def phantoms(
         f"wrote {len(cases)} phantoms ({with_lesion} with lesions, {n_lesions} lesions, "
         f"{len({c['patient_id'] for c in cases})} patients) as {layout_} to {root} "
         f"in {elapsed:.1f} s (seed {cfg['seed']}, {rows_cols[0]}x{rows_cols[1]}, {view_.upper()})"
+        + (f"; preview {preview}" if preview is not None else "")
     )
     raise typer.Exit(code=EXIT_OK)

@@ -241,7 +241,8 @@ def elastic_transform_mask(mask: np.ndarray, src_spacing: tuple[float, float], d
     """
     h, w = mask.shape
     diag_mm = float(np.hypot(h * src_spacing[0], w * src_spacing[1])) * scale + 4.0 * alpha_mm + 2.0
-    oh, ow = int(np.ceil(diag_mm / dst_spacing[0])) + 2, int(np.ceil(diag_mm / dst_spacing[1])) + 2
+    # Odd sizes put the output centre on a pixel, so an unscaled right-angle rotation is exact.
+    oh, ow = (int(np.ceil(diag_mm / dst_spacing[0])) + 2) | 1, (int(np.ceil(diag_mm / dst_spacing[1])) + 2) | 1
     y = (np.arange(oh) - (oh - 1) / 2.0)[:, None] * dst_spacing[0]
     x = (np.arange(ow) - (ow - 1) / 2.0)[None, :] * dst_spacing[1]
     theta = np.deg2rad(rotation_deg)

@@ -291,6 +291,9 @@ def to_display(stored: np.ndarray, ds: Any, *, window: bool = False) -> tuple[np
         span = apply_modality_lut(np.array([s_lo, s_hi], dtype=np.float64), ds)
     values = apply_modality_lut(stored, ds)
     if window and ("WindowCenter" in ds or "VOILUTSequence" in ds):
+        if "VOILUTSequence" in ds:
+            # A VOI LUT is indexed by integer input values.
+            values, span = np.rint(values).astype(np.int64), np.rint(span).astype(np.int64)
         values = apply_voi_lut(values, ds, index=0)
         span = apply_voi_lut(np.asarray(span), ds, index=0)
     lo, hi = float(np.min(span)), float(np.max(span))
@@ -309,8 +312,9 @@ def find_phi(ds: Any) -> dict[str, list[str]]:
 
     Returns:
         ``{"phi": [...], "dates": [...], "private": [...], "overlays": [...]}``: attribute paths
-        (e.g. ``"RequestAttributesSequence[0].PatientName"``) with a non-empty value. File meta is
-        included (``file_meta.MediaStorageSOPInstanceUID`` is not PHI by itself and is not listed).
+        (e.g. ``"RequestAttributesSequence[0].PatientName"``) with a non-empty value; private
+        elements and overlay data are listed whatever their value. The file meta group (0002) is
+        not searched: it holds UIDs and transfer syntax, not names (UIDs are the audit's concern).
     """
     out: dict[str, list[str]] = {"phi": [], "dates": [], "private": [], "overlays": []}
 

@@ -116,6 +116,7 @@ def read_nifti(path: str | Path, *, frame: int = 0) -> Scan:
         "sform_code": int(img.header["sform_code"]),
         "qform_code": int(img.header["qform_code"]),
         "zooms": zooms,
+        "spacing_source": "zooms",
     }
 
     def load() -> np.ndarray:

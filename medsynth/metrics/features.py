@@ -201,7 +201,7 @@ def random_extractor(seed: int = 0, input_px: int = 128) -> FeatureExtractor:
 DOMAIN_DEFAULTS: dict[str, Any] = {
     "input_px": 64,
     "width": 32,
-    "steps": 300,
+    "steps": 200,
     "batch_size": 64,
     "lr": 1e-3,
     "temperature": 0.2,
@@ -228,7 +228,7 @@ class DomainEncoder(nn.Module):
             return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(8, cout), nn.ReLU(inplace=True)]
 
         self.features = nn.Sequential(
-            *block(1, w, 1), *block(w, w, 2), *block(w, 2 * w, 2), *block(2 * w, 4 * w, 2), *block(4 * w, 4 * w, 2)
+            *block(1, w, 2), *block(w, 2 * w, 2), *block(2 * w, 4 * w, 2), *block(4 * w, 4 * w, 2)
         )
         self.projection = nn.Sequential(nn.Linear(4 * w, 4 * w), nn.ReLU(inplace=True), nn.Linear(4 * w, 64))
 
@@ -306,7 +306,7 @@ def train_domain_encoder(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_value = float(loss)
+            loss_value = float(loss.detach())
             bar.advance(task)
     model.eval()
     return model, {"steps": cfg["steps"], "train_seconds": round(time.perf_counter() - start, 2), "final_loss": loss_value}

@@ -42,7 +42,7 @@ from medsynth.models.privacy import DPSettings, PrivateTraining, make_private, u
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAME = "checkpoint.pt"
-SECTIONS = ("model", "training", "data")
+SECTIONS = ("model", "training", "data", "lora")
 
 
 def resolve_config(config: str | Path | dict[str, Any] | None, kind: str, overrides: dict[str, Any]) -> dict[str, Any]:

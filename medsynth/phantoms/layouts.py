@@ -18,7 +18,7 @@
 ``bits_stored`` applies to DICOM only; NIfTI and PNG have no such field, so their images use all
 16 bits.
 
-Every layout also gets ``phantoms.json`` (generation settings and per-case lesion metadata, no PHI),
+Every layout also gets ``phantoms.json`` (generation settings, per-case files and lesion metadata, no PHI),
 written last, so its presence marks a complete dataset. Each file is written atomically.
 """
 
@@ -251,7 +251,8 @@ def _lesion_uids(phantom: Phantom, lesion_id: int, what: str) -> dict[str, str]:
 
 def _write_cbis_case(
     root: Path, phantom: Phantom, patient_id: str, split: str, bits_stored: int, monochrome: int
-) -> dict[str, list[dict[str, Any]]]:
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Write one image, its ROI masks and cropped lesions; returns (CSV rows by file, paths written)."""
     side = _SIDE[phantom.laterality]
     types = {les["type"] for les in phantom.lesions}
     prefix = "Mass" if "mass" in types else "Calc" if types else "Normal"
@@ -276,17 +277,14 @@ def _write_cbis_case(
              "abnormality type": "", "mass shape": "", "mass margins": "", "assessment": 1,
              "pathology": "NORMAL", "subtlety": "", "cropped image file path": "", "ROI mask file path": ""}
         )
-        return rows
+        return rows, {"image": image_rel, "rois": []}
     for les in phantom.lesions:
         k = les["id"]
         is_mass = les["type"] == "mass"
         roi_dir = f"{'Mass' if is_mass else 'Calc'}-{split}_{base}_{k}"
         roi_rel, crop_rel = f"{roi_dir}/000000.dcm", f"{roi_dir}/000001.dcm"
-        mask = phantom.label == (MASS_LABEL if is_mass else CALC_LABEL)
+        own = phantom.instances == k
         r0, c0, r1, c1 = les["bbox"]
-        # Only this lesion's pixels: another lesion of the same type lies elsewhere.
-        own = np.zeros_like(mask)
-        own[r0:r1, c0:c1] = mask[r0:r1, c0:c1]
         _save_dicom(root / roi_rel, _roi_dataset(phantom, own, _lesion_uids(phantom, k, "roi"), k))
         pad = 8
         cr0, cc0 = max(r0 - pad, 0), max(c0 - pad, 0)
@@ -309,7 +307,8 @@ def _write_cbis_case(
             row.update({"breast density": _DENSITY_NUMBER[phantom.density],
                         "calc type": les["calc_type"].upper(), "calc distribution": les["distribution"].upper()})
             rows["calc"].append(row)
-    return rows
+    rois = [r["ROI mask file path"] for r in rows["mass"] + rows["calc"]]
+    return rows, {"image": image_rel, "rois": rois}
 
 
 # ----------------------------------------------------------------------------- NIfTI / PNG
@@ -465,17 +464,21 @@ def make_phantoms(
         patient_id = f"P_{index // 2 + 1:05d}"
         case_id = f"{patient_id}_{_SIDE[phantom.laterality]}_{phantom.view}"
         if layout == "cbis-ddsm":
-            for key, new in _write_cbis_case(out, phantom, patient_id, split, bits_stored, monochrome).items():
+            new_rows, files = _write_cbis_case(out, phantom, patient_id, split, bits_stored, monochrome)
+            for key, new in new_rows.items():
                 rows[key] += new
-        elif layout == "nifti":
-            _write_nifti_case(out, case_id, phantom)
         else:
-            _write_folder_case(out, case_id, phantom)
+            ext = "nii.gz" if layout == "nifti" else "png"
+            files = {"image": f"images/{case_id}.{ext}", "mask": f"masks/{case_id}.{ext}" if phantom.lesions else None}
+            if layout == "nifti":
+                _write_nifti_case(out, case_id, phantom)
+            else:
+                _write_folder_case(out, case_id, phantom)
         cases_rows.append(_cases_row(case_id, patient_id, phantom))
         manifest_cases.append(
             {"case_id": case_id, "patient_id": patient_id, "index": index, "laterality": phantom.laterality,
              "view": phantom.view, "density": phantom.density, "dense_fraction": round(phantom.dense_fraction, 4),
-             "lesions": phantom.lesions}
+             "files": files, "lesions": phantom.lesions}
         )
         if progress is not None:
             progress(i + 1, n)
@@ -492,8 +495,7 @@ def make_phantoms(
         "seed": int(seed), "n": int(n), "size": [int(size[0]), int(size[1])], "view": view.lower(),
         "density": density, "layout": layout, "monochrome": monochrome if layout == "cbis-ddsm" else 2,
         "bits_stored": bits_stored if layout == "cbis-ddsm" else 16, "burned_in_text": burned_in_text, "lesion_fraction": lesion_fraction,
-        "patient_offset": patient_offset, "spacing_mm": manifest_cases and list(
-            render_spacing(size, spacing, fov_mm)),
+        "patient_offset": patient_offset, "spacing_mm": list(render_spacing(size, spacing, fov_mm)),
         "labels": {"background": 0, "mass": MASS_LABEL, "calcification": CALC_LABEL},
         "cases": manifest_cases,
     }

@@ -111,7 +111,7 @@ def draw_mass_params(rng: np.random.Generator) -> dict[str, Any]:
         "shape": shape,
         "margin": margin,
         "size_mm": round(size_mm, 2),
-        "contrast": float(rng.uniform(0.08, 0.18)),
+        "contrast": float(rng.uniform(0.10, 0.20)),
         "spicule_factor": float(rng.uniform(0.9, 1.6)) if margin == "spiculated" else 0.0,
     }
     params.update(_diagnosis(rng, p_malignant))
@@ -281,7 +281,7 @@ def add_lesions(
     spacing: tuple[float, float],
     rng: np.random.Generator,
     lesion_fraction: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """Place and render the lesions of one image.
 
     Args:
@@ -294,15 +294,17 @@ def add_lesions(
 
     Returns:
         (additive intensity float32, mass opacity float32 in [0, 1] (masses are dense tissue: the
-        renderer fills the fat beneath them), label map uint8, list of per-lesion metadata dicts).
+        renderer fills the fat beneath them), label map uint8, instance map uint8 (lesion id k at
+        the pixels of lesion k), list of per-lesion metadata dicts).
     """
     shape = breast.shape
     signal = np.zeros(shape, np.float32)
     opacity = np.zeros(shape, np.float32)
     label = np.zeros(shape, np.uint8)
+    instances = np.zeros(shape, np.uint8)
     lesions: list[dict[str, Any]] = []
     if rng.random() >= lesion_fraction:
-        return signal, opacity, label, lesions
+        return signal, opacity, label, instances, lesions
     count = int(rng.choice([1, 2, 3], p=[0.7, 0.25, 0.05]))
     placed: list[tuple[float, float, float]] = []  # (row_mm, col_mm, extent_mm)
     for _ in range(count):
@@ -341,13 +343,14 @@ def add_lesions(
             continue
         signal[window] = np.maximum(signal[window], intensity)
         label[window][mask] = value
+        instances[window][mask] = len(lesions) + 1
         placed.append((center[0] * spacing[0], center[1] * spacing[1], params["extent_mm"]))
         rows, cols = np.nonzero(mask)
         r0, c0 = window[0].start + rows.min(), window[1].start + cols.min()
         r1, c1 = window[0].start + rows.max() + 1, window[1].start + cols.max() + 1
         local_density = float(tissue[window][mask].mean())
         # Subtlety 1 (subtle) .. 5 (obvious): contrast against the surrounding dense tissue.
-        strength = params["contrast"] / (0.18 if value == MASS_LABEL else 0.55)
+        strength = params["contrast"] / (0.20 if value == MASS_LABEL else 0.55)
         subtlety = int(np.clip(np.round(1.0 + 4.5 * strength - 2.0 * local_density), 1, 5))
         entry = {k: v for k, v in params.items() if k not in ("extent_mm", "spicule_factor")}
         entry.update(
@@ -361,7 +364,5 @@ def add_lesions(
             contrast=round(params["contrast"], 4),
             subtlety=subtlety,
         )
-        if value == MASS_LABEL:
-            entry.setdefault("shape", params["shape"])
         lesions.append(entry)
-    return signal, opacity, label, lesions
+    return signal, opacity, label, instances, lesions

@@ -61,6 +61,8 @@ def sample_sheet(
             r0, c0 = max(r - half, 0), max(c - half, 0)
             zoom.imshow(ph.image[r0 : r + half, c0 : c + half], cmap="gray", vmin=0, vmax=1)
             zoom.set_title("zoom: lesion 1", fontsize=6.5)
+        else:
+            zoom.axis("off")
         for ax in (top, zoom):
             ax.set_xticks([])
             ax.set_yticks([])

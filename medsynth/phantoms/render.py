@@ -37,6 +37,7 @@ class Phantom:
     Attributes:
         image: float32 (rows, cols) in [0, 1], display polarity (dense = bright).
         label: uint8 label map, 0 background, 1 mass, 2 calcification cluster region.
+        instances: uint8 map of lesion ids: k at the pixels of ``lesions[k - 1]``, 0 elsewhere.
         breast_mask: bool, breast tissue without the pectoral muscle (where lesions may lie).
         pectoral_mask: bool, the pectoral muscle (empty in CC views).
         spacing: pixel spacing (row, col) in mm.
@@ -56,6 +57,7 @@ class Phantom:
 
     image: np.ndarray
     label: np.ndarray
+    instances: np.ndarray
     breast_mask: np.ndarray
     pectoral_mask: np.ndarray
     spacing: tuple[float, float]
@@ -79,8 +81,8 @@ def check_render_args(seed: int, size: tuple[int, int], view: str, density: str 
     """Raise ValueError (showing the value) for arguments render_phantom cannot use."""
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if len(size) != 2 or min(size) < 32:
-        raise ValueError(f"size must be (rows, cols) with both >= 32, got {size!r}")
+    if len(size) != 2 or min(size) < 16:
+        raise ValueError(f"size must be (rows, cols) with both >= 16, got {size!r}")
     if view.lower() not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
     if density is not None and density.lower() not in DENSITY_FRACTIONS:
@@ -147,7 +149,7 @@ def render_phantom(
         anat.radial, anat.skin_distance_mm, anat.breast, sp, density, tex_rng, axis_angle=anat.axis_angle
     )
     inside = anat.breast | anat.pectoral
-    signal, opacity, label, lesions = add_lesions(anat.breast, anat.room_mm, tissue, sp, lesion_rng, lesion_fraction)
+    signal, opacity, label, instances, lesions = add_lesions(anat.breast, anat.room_mm, tissue, sp, lesion_rng, lesion_fraction)
     # A mass is dense tissue: it fills the fat it sits in, and adds its own contrast on top (step 5).
     tissue = tissue + (1.0 - tissue) * opacity
 
@@ -157,7 +159,11 @@ def render_phantom(
     # Fine fibrous structure inside the dense tissue (1/f^3 again, but without the large scales).
     strands = power_law_noise((rows, cols), 3.0, tex_rng, stretch=2.0, angle=anat.axis_angle, f_min=sp[0] / 3.0)
     attenuation = (
-        fat_level + (gland_level - fat_level) * tissue + 0.02 * mottle + 0.06 * strands * tissue
+        fat_level
+        + (gland_level - fat_level) * tissue
+        + 0.02 * mottle
+        # masses are homogeneous: the fibrous structure fades inside them
+        + 0.06 * strands * tissue * (1.0 - 0.7 * opacity)
     )
     if anat.pectoral.any():
         pect_level = tex_rng.uniform(0.62, 0.76)
@@ -180,7 +186,7 @@ def render_phantom(
     # 7. Right breasts are the mirror image (chest wall on the right)
     breast, pectoral = anat.breast, anat.pectoral
     if laterality == "R":
-        image, label = image[:, ::-1].copy(), label[:, ::-1].copy()
+        image, label, instances = image[:, ::-1].copy(), label[:, ::-1].copy(), instances[:, ::-1].copy()
         breast, pectoral = breast[:, ::-1].copy(), pectoral[:, ::-1].copy()
         for les in lesions:
             r, c = les["center"]
@@ -195,6 +201,7 @@ def render_phantom(
     return Phantom(
         image=image,
         label=label,
+        instances=instances,
         breast_mask=breast,
         pectoral_mask=pectoral,
         spacing=sp,

@@ -244,3 +244,22 @@ def test_header_facts_and_phi(tmp_path, build):
     found = find_phi(pydicom.dcmread(path, stop_before_pixels=True))
     assert {"PatientName", "PatientID", "RequestAttributesSequence[0].PatientName"} <= set(found["phi"])
     assert any(p.startswith("(0009,") for p in found["private"])
+
+
+def test_voi_lut_sequence_when_windowing(tmp_path, build):
+    from pydicom.dataset import Dataset
+
+    img = build.phantom_like(bits=12)
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 12]
+    item.add_new(0x00283006, "US", [int(v) for v in np.sqrt(np.arange(4096) / 4095) * 4095])  # LUTData
+    path = build.dicom(tmp_path / "lut.dcm", img, extra={"VOILUTSequence": [item]})
+    ds = pydicom.dcmread(path)
+    reference = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds).astype(np.float32)
+    np.testing.assert_array_equal(load_scan(path, window=True).pixels, reference)
+    np.testing.assert_array_equal(load_scan(path).pixels, img.astype(np.float32))  # not applied by default
+
+
+def test_dicomdir_is_not_an_image_and_is_not_followed():
+    with pytest.raises(InvalidImageError, match="no PixelData"):
+        load_scan(get_testdata_file("DICOMDIR"))

@@ -73,9 +73,11 @@ def test_lesions_lie_inside_the_breast_away_from_the_skin(view):
         assert room[lesion].min() >= 1.0, f"index {index}: a lesion touches the skin line"
         values = set(np.unique(ph.label)) - {0}
         assert values <= {MASS_LABEL, CALC_LABEL}
+        assert np.array_equal(ph.instances > 0, lesion)
         for les in ph.lesions:
             r0, c0, r1, c1 = les["bbox"]
-            box = ph.label[r0:r1, c0:c1] == les["label"]
+            box = ph.instances[r0:r1, c0:c1] == les["id"]
+            assert (ph.instances == les["id"]).sum() == box.sum()  # the bbox holds the whole lesion
             assert box.any() and box[0].any() and box[-1].any() and box[:, 0].any() and box[:, -1].any()
             assert les["type"] in ("mass", "calcification")
             if les["type"] == "mass":
@@ -231,10 +233,9 @@ def test_cbis_dicom_headers_pixels_and_decoy_phi(cbis_mono1):
             roi = pydicom.dcmread(cbis_mono1 / row["ROI mask file path"]).pixel_array
             assert roi.shape == ph.image.shape and set(np.unique(roi)) <= {0, 255}
             les = ph.lesions[int(row["abnormality id"]) - 1]
-            r0, c0, r1, c1 = les["bbox"]
-            own = np.zeros(ph.label.shape, bool)
-            own[r0:r1, c0:c1] = ph.label[r0:r1, c0:c1] == les["label"]
+            own = ph.instances == les["id"]
             assert np.array_equal(roi == 255, own)
+            assert (ph.label[own] == les["label"]).all()
             assert row["abnormality type"] == les["type"]
 
 
