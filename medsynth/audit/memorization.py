@@ -151,11 +151,16 @@ class InvariantPixelEmbedder:
         x = np.asarray(images, dtype=np.float32)
         x = x - x.mean(axis=(1, 2), keepdims=True)
         mag = np.abs(np.fft.fft2(x))
-        mag = mag + mag[:, ::-1, :] + mag[:, :, ::-1] + mag[:, ::-1, ::-1]
+        # Mirror images of the frequency plane: index k -> -k (mod n) along each axis.
+        neg_r = (-np.arange(x.shape[1])) % x.shape[1]
+        neg_c = (-np.arange(x.shape[2])) % x.shape[2]
+        mag = mag + mag[:, neg_r, :] + mag[:, :, neg_c] + mag[:, neg_r][:, :, neg_c]
+        # Scale out the contrast before the log, so the log does not bring it back.
+        mag = mag / (np.linalg.norm(mag.reshape(len(x), -1), axis=1)[:, None, None] + 1e-12)
         # Indices [-n..n] along each axis: the low-frequency block around DC (DC itself is 0).
         k = self.n_freq
         idx = np.r_[0 : k + 1, -k:0]
-        block = np.log1p(mag[:, idx][:, :, idx] / (np.sqrt(x[0].size) + 1e-8))
+        block = np.log1p(100.0 * mag[:, idx][:, :, idx])
         flat = block.reshape(len(x), -1)
         flat = flat / (np.linalg.norm(flat, axis=1, keepdims=True) + 1e-12)
         return flat.astype(np.float32)

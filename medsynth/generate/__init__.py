@@ -1,1 +1,7 @@
-"""medsynth.generate"""
+"""Synthetic segmentation training sets: mask sources, lesion placement and the generate() pipeline.
+
+``from medsynth.generate.pipeline import generate`` (also ``medsynth.generate`` at the top level) is
+the entry point; see :mod:`medsynth.generate.pipeline` for the seed rule, batching, resume and
+sharding, :mod:`.masks` for lesion outlines, :mod:`.placement` for where lesions may go and
+:mod:`.manifest` for what is recorded about every case.
+"""

@@ -473,7 +473,10 @@ def generate(
     if salt is not None and len(salt) < 16:
         raise ConfigError("salt must be at least 16 bytes")
     if isinstance(placement, dict):
-        placement = PlacementSettings(**placement)
+        try:
+            placement = PlacementSettings(**{k: float(v) for k, v in placement.items()})
+        except TypeError as e:
+            raise ConfigError(f"unknown placement setting ({e}); known: skin_margin_mm, chest_wall_margin_mm, gap_mm") from e
     placement = placement or PlacementSettings()
     model_obj, model_facts = _load_model(model, adapter)
     steps = int(num_inference_steps or model_obj.config.get("num_inference_steps", 25))
@@ -494,6 +497,7 @@ def generate(
         "lesions_per_case": int(lesions_per_case),
         "model_batch": int(model_batch),
         "labels": dict(LABELS),
+        "writer": {k: v for k, v in sorted((writer_options or {}).items()) if k != "uid_entropy"},
     }
     uid_entropy = hashlib.sha256(json.dumps(public, sort_keys=True).encode()).hexdigest()
     settings = dict(public, backgrounds=backgrounds_fp)
@@ -506,7 +510,11 @@ def generate(
     rank, world_size, wait, device = _dist_context(rank, world_size, barrier)
     if device is not None and hasattr(model_obj, "to"):
         model_obj.to(device)
-    status = _prepare_output(out, settings, public, salt, n, resume, overwrite) if rank == 0 else "worker"
+    status = "worker"
+    if rank == 0:
+        status = _prepare_output(out, settings, public, salt, n, resume, overwrite)
+        # Before the barrier: once it passes, other processes' temporaries are live files.
+        remove_stale_temporaries(out)
     wait()
     state = out / STATE_DIR
     if status == "done":
@@ -514,8 +522,6 @@ def generate(
     stored, run_salt = _read_state(state, out)
     if _diff_settings(stored, settings):
         raise OutputExistsError(f"run state was made with other settings ({', '.join(_diff_settings(stored, settings))})", out)
-    if rank == 0:
-        remove_stale_temporaries(out)
     header = dict(public, salt_sha256=salt_fingerprint(run_salt), versions=library_versions())
 
     # 3. Generate this process's share, batch by batch.

@@ -200,7 +200,7 @@ def random_extractor(seed: int = 0, input_px: int = 128) -> FeatureExtractor:
 
 DOMAIN_DEFAULTS: dict[str, Any] = {
     "input_px": 64,
-    "width": 32,
+    "width": 16,
     "steps": 200,
     "batch_size": 64,
     "lr": 1e-3,

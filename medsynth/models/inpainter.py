@@ -532,7 +532,7 @@ class LesionInpainter:
             raise InvalidMaskError(f"mask lies outside the imaged tissue ({on_background:.0%} of it on background pixels)")
         size, sp = int(self.config["image_size"]), float(self.config["spacing_mm"])
         patch, patch_mask, box = crop_roi(image, mask, spacing, size * sp, size, margin_mm=float(self.config["roi_margin_mm"]))
-        result = self(np.clip(patch, 0, 1), patch_mask, seeds=[seed], num_inference_steps=num_inference_steps)
+        result = self(np.clip(patch, 0, 1)[None], patch_mask[None], seeds=[seed], num_inference_steps=num_inference_steps)
         return paste_roi(image, result[0], box, mask, feather_mm=float(self.config["feather_px"]) * sp)
 
     # ------------------------------------------------------------------ loss (membership inference)

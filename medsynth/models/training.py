@@ -13,6 +13,7 @@ settings; not in opacus' secure mode, whose noise cannot be replayed).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import os
@@ -146,6 +147,9 @@ def run_loop(
     mp = str(train_cfg["mixed_precision"])
     accelerator = make_accelerator(mp)
     device = accelerator.device
+    if train_cfg.get("torch_threads"):
+        # On a shared CPU fewer threads can be much faster (no spinning at OpenMP barriers).
+        torch.set_num_threads(int(train_cfg["torch_threads"]))
     # Seed everything the run draws from; each stream has its own generator so it can be checkpointed.
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)  # batch indices, augmentations, noise, timesteps
@@ -204,7 +208,9 @@ def run_loop(
     loss_value = float("nan")
     started = time.perf_counter()
     bar, task = _progress(progress, description, total, step)
-    try:
+    with warnings.catch_warnings(), _stopping(bar):
+        # opacus' full backward hooks fire on the first layer, whose input needs no gradient: harmless.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
         while step < stop_at:
             # 1. A batch: uniform draws (plain) or Poisson sampling (DP), then augmentations.
             if batches is not None:
@@ -256,9 +262,6 @@ def run_loop(
                         "accountant": private.engine.accountant.state_dict() if private else None,
                         "dp": private.card(step) if private else None,
                     })
-    finally:
-        if bar is not None:
-            bar.stop()
     seconds = time.perf_counter() - started
     dp_card = private.card(step) if private is not None else None
     inner = _inner(model)
@@ -304,6 +307,16 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # a truncated or foreign file: say which one
         raise InvalidModelError(f"cannot read checkpoint ({e})", path) from e
+
+
+@contextlib.contextmanager
+def _stopping(bar: Any):
+    """Stop the progress bar however the loop ends."""
+    try:
+        yield
+    finally:
+        if bar is not None:
+            bar.stop()
 
 
 def _progress(enabled: bool, description: str, total: int, start: int):

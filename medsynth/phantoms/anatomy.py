@@ -23,6 +23,7 @@ class Anatomy:
     Attributes:
         breast: breast tissue mask, pectoral muscle excluded (where lesions may be).
         pectoral: pectoral muscle mask (empty in CC).
+        pectoral_depth: 0 at the muscle's front edge rising to 1 in the image corner (0 outside).
         skin_distance_mm: distance to the skin line in mm, 0 outside.
         room_mm: distance in mm to the nearest place a lesion must not reach: the skin line, the
             pectoral muscle or the image border.
@@ -33,6 +34,7 @@ class Anatomy:
 
     breast: np.ndarray
     pectoral: np.ndarray
+    pectoral_depth: np.ndarray
     skin_distance_mm: np.ndarray
     room_mm: np.ndarray
     thickness: np.ndarray
@@ -90,6 +92,7 @@ def make_anatomy(
     breast_all = radial < 1.0
 
     pectoral = np.zeros((h, w), bool)
+    pectoral_depth = np.zeros((h, w), np.float32)
     if view == "mlo":
         # Triangle in the upper chest-wall corner with a slightly convex front edge.
         top_cols = np.flatnonzero(breast_all[0])
@@ -99,7 +102,10 @@ def make_anatomy(
         bulge = rng.uniform(0.0, 0.5)
         a = np.broadcast_to(cols[None, :] / base, (h, w))
         b = rows[:, None] / height
-        pectoral = (a + b < 1.0 + bulge * a * b) & breast_all
+        front = a + b - bulge * a * b  # < 1 inside the muscle
+        pectoral = (front < 1.0) & breast_all
+        # The muscle is thickest (brightest) in the corner and thins towards its front edge.
+        pectoral_depth = np.where(pectoral, np.clip(1.0 - front, 0.0, 1.0), 0.0).astype(np.float32)
     breast = breast_all & ~pectoral
 
     # Distance to the skin: image edges are not skin (the breast continues past the chest wall).
@@ -118,6 +124,7 @@ def make_anatomy(
     return Anatomy(
         breast=breast,
         pectoral=pectoral,
+        pectoral_depth=pectoral_depth,
         skin_distance_mm=skin_distance_mm,
         room_mm=room_mm,
         thickness=thickness.astype(np.float32),

@@ -9,9 +9,9 @@
   lesion, CBIS-DDSM's columns, including its quirk of naming the density column ``breast density``
   in the calcification file) and ``normal_case_description.csv`` (images without lesion, empty ROI
   paths). All paths in the CSVs are relative to the root.
-- ``nifti``: ``images/<case>.nii.gz`` (uint16 over the full 0..65535 range, affine diag(row mm, col mm, 1, 1), array stored as
-  (rows, cols, 1)), ``masks/<case>.nii.gz`` (uint8 label map: 1 mass, 2 calcification) for images
-  with lesions, and ``cases.csv``.
+- ``nifti``: ``images/<case>.nii.gz`` (uint16 over the full 0..65535 range, affine
+  diag(row mm, col mm, 1, 1), array stored as (rows, cols, 1)), ``masks/<case>.nii.gz`` (uint8
+  label map: 1 mass, 2 calcification) for images with lesions, and ``cases.csv``.
 - ``folder``: ``images/<case>.png`` (16-bit, full range, pixel spacing as the PNG's DPI),
   ``masks/<case>.png`` (8-bit label map), ``cases.csv``.
 
@@ -29,7 +29,8 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ CASES_COLUMNS = [
     "n_lesions", "lesion_types", "mass_shapes", "mass_margins", "calc_types", "calc_distributions",
     "pathologies",
 ]
+_MARKER = ".medsynth-phantoms"  # marks a folder make_phantoms wrote (complete or not)
 _DENSITY_NUMBER = {"a": 1, "b": 2, "c": 3, "d": 4}
 _SIDE = {"L": "LEFT", "R": "RIGHT"}
 # DICOM PatientOrientation (row direction \ column direction) of the usual mammogram hanging.
@@ -364,6 +366,72 @@ def _write_folder_case(root: Path, case_id: str, phantom: Phantom) -> None:
         _write_bytes(root / "masks" / f"{case_id}.png", _png_bytes(phantom.label.astype(np.uint8), phantom.spacing))
 
 
+# ----------------------------------------------------------------------------- one case
+@dataclass(frozen=True)
+class _CaseJob:
+    """Everything needed to render and write one image (picklable, for worker processes)."""
+
+    out: Path
+    index: int
+    seed: int
+    size: tuple[int, int]
+    view: str
+    density: str | None
+    layout: str
+    monochrome: int
+    burned_in_text: bool
+    lesion_fraction: float
+    spacing: float | None
+    fov_mm: float
+    bits_stored: int
+    split: str
+
+
+def _make_case(job: _CaseJob) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any], dict[str, Any]]:
+    """Render and write one image; returns (CBIS CSV rows by file, cases.csv row, manifest entry)."""
+    phantom = render_phantom(
+        job.seed, job.size, job.view, job.density, index=job.index, spacing=job.spacing, fov_mm=job.fov_mm,
+        lesion_fraction=job.lesion_fraction, burned_in_text=job.burned_in_text,
+    )
+    patient_id = f"P_{job.index // 2 + 1:05d}"
+    case_id = f"{patient_id}_{_SIDE[phantom.laterality]}_{phantom.view}"
+    rows: dict[str, list[dict[str, Any]]] = {}
+    if job.layout == "cbis-ddsm":
+        rows, files = _write_cbis_case(job.out, phantom, patient_id, job.split, job.bits_stored, job.monochrome)
+    else:
+        ext = "nii.gz" if job.layout == "nifti" else "png"
+        files = {"image": f"images/{case_id}.{ext}", "mask": f"masks/{case_id}.{ext}" if phantom.lesions else None}
+        if job.layout == "nifti":
+            _write_nifti_case(job.out, case_id, phantom)
+        else:
+            _write_folder_case(job.out, case_id, phantom)
+    entry = {
+        "case_id": case_id, "patient_id": patient_id, "index": job.index, "laterality": phantom.laterality,
+        "view": phantom.view, "density": phantom.density, "dense_fraction": round(phantom.dense_fraction, 4),
+        "files": files, "lesions": phantom.lesions,
+    }
+    return rows, _cases_row(case_id, patient_id, phantom), entry
+
+
+def _run_jobs(jobs: list[_CaseJob], workers: int) -> Iterator[tuple[Any, Any, Any]]:
+    """Yield the results of ``jobs`` in order, in this process or in ``workers`` forked processes.
+
+    Each image depends only on (seed, index), so the output is the same for any number of workers.
+    Fork (not spawn) because ``python -m medsynth`` would re-run the CLI in spawned children; the
+    children only use numpy, scipy, pydicom and nibabel.
+    """
+    if workers <= 1 or len(jobs) < 8:
+        for job in jobs:
+            yield _make_case(job)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        yield from pool.map(_make_case, jobs, chunksize=max(1, min(8, len(jobs) // (4 * workers))))
+
+
 # ----------------------------------------------------------------------------- entry point
 def _prepare_output(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
@@ -371,11 +439,13 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise OutputExistsError("output folder is not empty (pass overwrite=True / --overwrite)", out)
-        if not (out / "phantoms.json").exists():
+        if not ((out / "phantoms.json").exists() or (out / _MARKER).exists()):
             # Never delete a folder we did not write.
             raise OutputExistsError("not empty and not a phantoms dataset; refusing to overwrite it", out)
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    # Written first, so that a run that dies half-way leaves a folder --overwrite may replace.
+    _write_bytes(out / _MARKER, b"medsynth phantoms\n")
 
 
 def make_phantoms(
@@ -396,6 +466,7 @@ def make_phantoms(
     bits_stored: int = 12,
     split: str = "Training",
     overwrite: bool = False,
+    workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Render ``n`` phantoms and write them as a dataset that ``medsynth.io.load_dataset`` reads.
@@ -422,6 +493,8 @@ def make_phantoms(
         bits_stored: bit depth of the stored DICOM pixels, 12 to 16 (NIfTI and PNG use 16).
         split: the CBIS-DDSM split word in folder names ("Training" or "Test").
         overwrite: replace an existing phantoms dataset in ``out``.
+        workers: processes rendering in parallel (1: in this process); the files are the same
+            for any number.
         progress: called as ``progress(done, n)`` after each image.
 
     Returns:
@@ -447,6 +520,8 @@ def make_phantoms(
         raise ConfigError(f"bits_stored must be 12..16, got {bits_stored!r}", out)
     if not 0.0 <= lesion_fraction <= 1.0:
         raise ConfigError(f"lesion_fraction must be in [0, 1], got {lesion_fraction!r}", out)
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers!r}", out)
     if patient_offset < 0:
         raise ConfigError(f"patient_offset must be >= 0, got {patient_offset!r}", out)
     _prepare_output(out, overwrite)
@@ -455,31 +530,16 @@ def make_phantoms(
     rows: dict[str, list[dict[str, Any]]] = {"mass": [], "calc": [], "normal": []}
     cases_rows: list[dict[str, Any]] = []
     manifest_cases: list[dict[str, Any]] = []
-    for i in range(n):
-        index = 2 * patient_offset + i
-        phantom = render_phantom(
-            seed, size, view, density, index=index, spacing=spacing, fov_mm=fov_mm,
-            lesion_fraction=lesion_fraction, burned_in_text=burned_in_text,
-        )
-        patient_id = f"P_{index // 2 + 1:05d}"
-        case_id = f"{patient_id}_{_SIDE[phantom.laterality]}_{phantom.view}"
-        if layout == "cbis-ddsm":
-            new_rows, files = _write_cbis_case(out, phantom, patient_id, split, bits_stored, monochrome)
-            for key, new in new_rows.items():
-                rows[key] += new
-        else:
-            ext = "nii.gz" if layout == "nifti" else "png"
-            files = {"image": f"images/{case_id}.{ext}", "mask": f"masks/{case_id}.{ext}" if phantom.lesions else None}
-            if layout == "nifti":
-                _write_nifti_case(out, case_id, phantom)
-            else:
-                _write_folder_case(out, case_id, phantom)
-        cases_rows.append(_cases_row(case_id, patient_id, phantom))
-        manifest_cases.append(
-            {"case_id": case_id, "patient_id": patient_id, "index": index, "laterality": phantom.laterality,
-             "view": phantom.view, "density": phantom.density, "dense_fraction": round(phantom.dense_fraction, 4),
-             "files": files, "lesions": phantom.lesions}
-        )
+    jobs = [
+        _CaseJob(out, 2 * patient_offset + i, seed, tuple(size), view, density, layout, monochrome,
+                 burned_in_text, lesion_fraction, spacing, fov_mm, bits_stored, split)
+        for i in range(n)
+    ]
+    for i, (new_rows, cases_row, entry) in enumerate(_run_jobs(jobs, workers)):
+        for key, new in new_rows.items():
+            rows[key] += new
+        cases_rows.append(cases_row)
+        manifest_cases.append(entry)
         if progress is not None:
             progress(i + 1, n)
 
@@ -494,7 +554,8 @@ def make_phantoms(
         "generator": "medsynth.phantoms",
         "seed": int(seed), "n": int(n), "size": [int(size[0]), int(size[1])], "view": view.lower(),
         "density": density, "layout": layout, "monochrome": monochrome if layout == "cbis-ddsm" else 2,
-        "bits_stored": bits_stored if layout == "cbis-ddsm" else 16, "burned_in_text": burned_in_text, "lesion_fraction": lesion_fraction,
+        "bits_stored": bits_stored if layout == "cbis-ddsm" else 16, "burned_in_text": burned_in_text,
+        "lesion_fraction": lesion_fraction,
         "patient_offset": patient_offset, "spacing_mm": list(render_spacing(size, spacing, fov_mm)),
         "labels": {"background": 0, "mass": MASS_LABEL, "calcification": CALC_LABEL},
         "cases": manifest_cases,

@@ -139,7 +139,7 @@ def draw_calc_params(rng: np.random.Generator) -> dict[str, Any]:
         "distribution": distribution,
         "size_mm": round(size_mm, 2),
         "n_specks": int(rng.integers(6, 26)),
-        "contrast": float(rng.uniform(0.12, 0.22) if calc_type == "amorphous" else rng.uniform(0.3, 0.55)),
+        "contrast": float(rng.uniform(0.2, 0.3) if calc_type == "amorphous" else rng.uniform(0.3, 0.55)),
     }
     params.update(_diagnosis(rng, p_malignant))
     params["extent_mm"] = size_mm / 2.0 + 2.0
@@ -177,24 +177,35 @@ def render_mass(
     mask = signed > 0
 
     if params["margin"] == "spiculated":
-        n = int(rng.integers(10, 22))
-        angles = (np.arange(n) + rng.uniform(-0.35, 0.35, n)) * (2 * np.pi / n) + rng.uniform(0, 2 * np.pi)
-        lengths = radius * params["spicule_factor"] * rng.uniform(0.5, 1.0, n)
-        widths = rng.uniform(0.2, 0.4, n)
+        n = int(rng.integers(10, 24))
+        angles = (np.arange(n) + rng.uniform(-0.4, 0.4, n)) * (2 * np.pi / n) + rng.uniform(0, 2 * np.pi)
+        lengths = radius * params["spicule_factor"] * rng.uniform(0.3, 1.0, n)
+        widths = rng.uniform(0.12, 0.32, n)
+        bends = rng.normal(0.0, 0.12, n)  # sideways offset of the midpoint, as a fraction of the length
         spicules = np.zeros_like(profile)
-        for ang, length, width in zip(angles, lengths, widths):
-            start = 0.7 * float(outline(np.array(ang)))
-            sy, sx = start * np.sin(ang), start * np.cos(ang)
-            ey, ex = (start / 0.7 + length) * np.sin(ang), (start / 0.7 + length) * np.cos(ang)
-            vy, vx = ey - sy, ex - sx
-            seg2 = vy * vy + vx * vx
-            t = np.clip(((dy - sy) * vy + (dx - sx) * vx) / seg2, 0.0, 1.0)
-            dist = np.hypot(dy - (sy + t * vy), dx - (sx + t * vx))
+        for ang, length, width, bend in zip(angles, lengths, widths, bends):
+            # Each spicule is a slightly bent line (two segments) from inside the outline outwards,
+            # tapering and fading towards its tip.
+            root = float(outline(np.array(ang)))
+            direction = np.array([np.sin(ang), np.cos(ang)])
+            normal = np.array([direction[1], -direction[0]])
+            p0 = 0.7 * root * direction
+            p2 = (root + length) * direction
+            p1 = (p0 + p2) / 2 + bend * (root * 0.3 + length) * normal
+            dist = np.full(profile.shape, np.inf, np.float32)
+            along = np.zeros(profile.shape, np.float32)
+            for k, (a, b) in enumerate(((p0, p1), (p1, p2))):
+                vy, vx = b - a
+                t = np.clip(((dy - a[0]) * vy + (dx - a[1]) * vx) / (vy * vy + vx * vx), 0.0, 1.0)
+                d = np.hypot(dy - (a[0] + t * vy), dx - (a[1] + t * vx))
+                closer = d < dist
+                dist = np.where(closer, d, dist)
+                along = np.where(closer, (k + t) / 2.0, along)
             # Thin lines blur to the pixel size; below it their contrast drops (partial volume).
-            sigma = np.maximum(width * (1.0 - 0.6 * t), 0.5 * pixel_mm)
-            gain = np.minimum(1.0, (width * (1.0 - 0.6 * t)) / sigma)
-            spicules = np.maximum(spicules, gain * np.exp(-0.5 * (dist / sigma) ** 2) * (1.0 - t) ** 0.4)
-        profile = np.maximum(profile, 0.9 * spicules)
+            sigma = np.maximum(width * (1.0 - 0.6 * along), 0.5 * pixel_mm)
+            gain = np.minimum(1.0, (width * (1.0 - 0.6 * along)) / sigma)
+            spicules = np.maximum(spicules, gain * np.exp(-0.5 * (dist / sigma) ** 2) * (1.0 - along) ** 0.5)
+        profile = np.maximum(profile, 0.7 * spicules)
         mask |= spicules > 0.5
     intensity = (params["contrast"] * profile).astype(np.float32)
     return window, intensity, profile.astype(np.float32), mask
@@ -242,7 +253,7 @@ def render_calcifications(
         minor = major * rng.uniform(0.4, 1.0, n)
         orient = rng.uniform(0, np.pi, n)
     elif ctype == "amorphous":
-        major = rng.uniform(0.15, 0.35, n)
+        major = rng.uniform(0.25, 0.45, n)
         minor = major * rng.uniform(0.7, 1.0, n)
         orient = rng.uniform(0, np.pi, n)
     else:  # punctate

@@ -143,13 +143,15 @@ def render_phantom(
     density = density.lower() if density is not None else patient_density
     laterality = "L" if index % 2 == 0 else "R"
 
-    # 3. Anatomy and fibroglandular tissue (drawn as a left breast)
+    # 3. Anatomy, fibroglandular tissue and lesion placement (drawn as a left breast)
     anat = make_anatomy((rows, cols), sp, view, anat_rng)
     tissue, dense_fraction, mottle = fibroglandular(
         anat.radial, anat.skin_distance_mm, anat.breast, sp, density, tex_rng, axis_angle=anat.axis_angle
     )
     inside = anat.breast | anat.pectoral
-    signal, opacity, label, instances, lesions = add_lesions(anat.breast, anat.room_mm, tissue, sp, lesion_rng, lesion_fraction)
+    signal, opacity, label, instances, lesions = add_lesions(
+        anat.breast, anat.room_mm, tissue, sp, lesion_rng, lesion_fraction
+    )
     # A mass is dense tissue: it fills the fat it sits in, and adds its own contrast on top (step 5).
     tissue = tissue + (1.0 - tissue) * opacity
 
@@ -157,7 +159,7 @@ def render_phantom(
     fat_level = tex_rng.uniform(0.26, 0.34)
     gland_level = tex_rng.uniform(0.62, 0.72)
     # Fine fibrous structure inside the dense tissue (1/f^3 again, but without the large scales).
-    strands = power_law_noise((rows, cols), 3.0, tex_rng, stretch=2.0, angle=anat.axis_angle, f_min=sp[0] / 3.0)
+    strands = power_law_noise((rows, cols), 3.0, tex_rng, stretch=2.0, angle=anat.axis_angle, f_min=sp[0] / 10.0)
     attenuation = (
         fat_level
         + (gland_level - fat_level) * tissue
@@ -167,13 +169,14 @@ def render_phantom(
     )
     if anat.pectoral.any():
         pect_level = tex_rng.uniform(0.62, 0.76)
-        attenuation = np.where(anat.pectoral, pect_level + 0.02 * mottle + 0.03 * strands, attenuation)
+        muscle = pect_level * (0.88 + 0.2 * np.sqrt(anat.pectoral_depth)) + 0.02 * mottle + 0.03 * strands
+        attenuation = np.where(anat.pectoral, muscle, attenuation)
     # Periphery is equalised on processed ("for presentation") images: thin edge stays visible.
     image = inside * (0.35 + 0.65 * anat.thickness) * attenuation
     skin_line = 0.10 * np.exp(-anat.skin_distance_mm / 0.5) * inside
     image = image + skin_line
 
-    # 5. Lesions
+    # 5. Lesion contrast
     image = image + signal * (0.6 + 0.4 * anat.thickness)
 
     # 6. Quantum noise, range

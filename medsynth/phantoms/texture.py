@@ -114,7 +114,7 @@ def fibroglandular(
     # Scale-free texture in physical units: the cut-off frequency corresponds to ~25 mm structures.
     f_min = spacing[0] / 25.0
     coarse = power_law_noise(shape, beta, rng, stretch=1.6, angle=axis_angle, f_min=f_min)
-    fine = power_law_noise(shape, beta - 0.6, rng, stretch=2.2, angle=axis_angle)
+    fine = power_law_noise(shape, beta, rng, stretch=2.2, angle=axis_angle)
     centre = rng.uniform(0.35, 0.5)
     width = rng.uniform(0.3, 0.45)
     envelope = -(((radial - centre) / width) ** 2)
@@ -127,7 +127,7 @@ def fibroglandular(
         return np.zeros(shape, np.float32), 0.0, fine
     threshold = np.quantile(inside, 1.0 - target)
     # A soft threshold: dense tissue fades into fat over a range of the field, as in real images.
-    softness = 0.3 * float(inside.std())
+    softness = 0.45 * float(inside.std())
     tissue = expit((field - threshold) / softness)
     tissue = np.where(breast, tissue, 0.0).astype(np.float32)
     return tissue, float((tissue[breast] > 0.5).mean()), fine

@@ -3,7 +3,15 @@
 nibabel and MONAI (``load_decathlon_datalist`` + ``LoadImaged``) for NIfTI, pydicom + highdicom for
 the DICOM image and SEG (and ``dciodvfy`` when installed), Pillow for PNG, the documented nnU-Net v2
 raw-format rules in-tree, and nnU-Net's own ``verify_dataset_integrity`` in its separate environment
-when one exists.
+when one exists. That environment (nnunetv2 pulls torchvision and timm, which break the CPU torch
+of the main venv, so it lives apart) is built with::
+
+    python3 -m venv .venv-nnunet
+    .venv-nnunet/bin/pip install --no-deps nnunetv2 batchgenerators acvl-utils
+    .venv-nnunet/bin/pip install torch==2.13.0 numpy pandas SimpleITK nibabel scikit-image \
+        blosc2 connected-components-3d yacs tqdm
+
+or point ``$MEDSYNTH_NNUNET_PYTHON`` at a Python that has nnunetv2.
 """
 
 from __future__ import annotations

@@ -253,6 +253,14 @@ def test_cbis_same_seed_gives_identical_files(tmp_path):
     )
 
 
+def test_worker_processes_write_the_same_files(tmp_path):
+    one = make_phantoms(tmp_path / "one", n=8, seed=6, size=(64, 52), workers=1)
+    two = make_phantoms(tmp_path / "two", n=8, seed=6, size=(64, 52), workers=2)
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
+    assert all((one / rel).read_bytes() == (two / rel).read_bytes() for rel in files)
+
+
 def test_monochrome2_burned_in_text_and_normals(tmp_path):
     import pydicom
 
@@ -290,6 +298,9 @@ def test_output_folder_rules(tmp_path):
         make_phantoms(out, n=1, seed=0, size=SMALL)
     make_phantoms(out, n=1, seed=1, size=SMALL, layout="nifti", overwrite=True)
     assert not (out / "images" / "P_00001_LEFT_CC.png").exists()
+    # A run that died half-way (no phantoms.json yet) may still be overwritten.
+    (out / "phantoms.json").unlink()
+    make_phantoms(out, n=1, seed=1, size=SMALL, layout="folder", overwrite=True)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine")
@@ -340,7 +351,8 @@ def test_folder_layout_reads_back_with_pillow(tmp_path):
 def test_load_dataset_reads_phantoms(tmp_path, layout):
     from medsynth.io.datasets import load_dataset
 
-    out = make_phantoms(tmp_path / layout, n=4, seed=14, size=SMALL, layout=layout, monochrome=1 if layout == "cbis-ddsm" else 2)
+    mono = 1 if layout == "cbis-ddsm" else 2
+    out = make_phantoms(tmp_path / layout, n=4, seed=14, size=SMALL, layout=layout, monochrome=mono)
     ds = load_dataset(out)
     assert len(ds) == 4
     manifest = {c["case_id"]: c for c in json.loads((out / "phantoms.json").read_text())["cases"]}
@@ -386,3 +398,43 @@ def test_cli_rejects_bad_choices_in_process(tmp_path):
     assert main(["phantoms", str(tmp_path / "a"), "--n", "1", "--density", "e"]) == 2
     assert main(["phantoms", str(tmp_path / "b"), "--n", "1", "--layout", "zip"]) == 2
     assert main(["phantoms", str(tmp_path / "c"), "--n", "1", "--size", "128x104", "--layout", "nifti"]) == 0
+
+
+# ----------------------------------------------------------------------------- texture statistics
+def _spectral_slope(img: np.ndarray, lo: float = 0.02, hi: float = 0.25) -> float:
+    """Log-log slope of the radially averaged power spectrum (numpy FFT, Hann window)."""
+    img = img - img.mean()
+    h, w = img.shape
+    power = np.abs(np.fft.fft2(img * np.outer(np.hanning(h), np.hanning(w)))) ** 2
+    f = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :])
+    edges = np.logspace(np.log10(lo), np.log10(hi), 12)
+    idx = np.digitize(f.ravel(), edges)
+    filled = [k for k in range(1, len(edges)) if (idx == k).any()]
+    means = [power.ravel()[idx == k].mean() for k in filled]
+    centres = np.sqrt(edges[np.array(filled)] * edges[np.array(filled) - 1])
+    return float(np.polyfit(np.log(centres), np.log(means), 1)[0])
+
+
+@pytest.mark.parametrize("beta", [2.0, 3.0])
+def test_power_law_noise_has_the_requested_exponent(beta):
+    from medsynth.phantoms.texture import power_law_noise
+
+    rng = np.random.default_rng(0)
+    slopes = [-_spectral_slope(power_law_noise((256, 256), beta, rng)) for _ in range(4)]
+    assert abs(np.mean(slopes) - beta) < 0.25, slopes
+    field = power_law_noise((64, 48), beta, rng)
+    assert field.shape == (64, 48) and abs(field.mean()) < 1e-4 and abs(field.std() - 1) < 1e-3
+
+
+def test_breast_texture_is_close_to_one_over_f_cubed():
+    """Mammographic background has beta ~ 3 (Burgess); the rendered breast should be near it."""
+    slopes = []
+    for index in range(4):
+        ph = render_phantom(1, (256, 208), index=index, lesion_fraction=0.0)
+        rows, cols = np.nonzero(ph.breast_mask)
+        r, c = int(rows.mean()), int(cols.mean())
+        roi = ph.image[r - 48 : r + 48, c - 48 : c + 48]
+        assert ph.breast_mask[r - 48 : r + 48, c - 48 : c + 48].mean() > 0.95
+        slopes.append(-_spectral_slope(roi, lo=0.03, hi=0.3))
+    print(f"\nbreast texture beta: {np.round(slopes, 2)}")
+    assert 2.2 < np.mean(slopes) < 3.6, slopes

@@ -1,0 +1,169 @@
+"""The self-contained HTML report of ``medsynth evaluate`` (one file, images inlined as base64 PNG).
+
+Sections: the metrics table (with sample counts and the feature extractor), a PCA of real vs
+synthetic features, sample sheets of both sets, and -- when a utility run is given -- Dice bars
+with 95% bootstrap intervals. Also the ``_repr_html_`` of results in Jupyter.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+import numpy as np
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table.ms{border-collapse:collapse;margin:0.5em 0}
+table.ms td,table.ms th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:0.92em}
+table.ms th{background:#f3f3f3}
+.note{color:#666;font-size:0.9em}
+img.fig{max-width:100%;border:1px solid #eee}
+"""
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img(fig: Any, alt: str) -> str:
+    return f'<img class="fig" alt="{html.escape(alt)}" src="data:image/png;base64,{_png(fig)}"/>'
+
+
+def _figure(*args: Any, **kwargs: Any) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    return Figure(*args, **kwargs)
+
+
+def pca_figure(real: np.ndarray, synthetic: np.ndarray) -> Any:
+    """Scatter of the first two principal components of the pooled, standardised features."""
+    x = np.concatenate([real, synthetic]).astype(np.float64)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-8)
+    _, s, vt = np.linalg.svd(x, full_matrices=False)
+    pcs = x @ vt[:2].T
+    explained = (s[:2] ** 2) / max((s**2).sum(), 1e-12)
+    fig = _figure(figsize=(5, 4.2))
+    ax = fig.subplots()
+    n = len(real)
+    ax.scatter(pcs[:n, 0], pcs[:n, 1], s=12, alpha=0.6, label=f"real (n={n})")
+    ax.scatter(pcs[n:, 0], pcs[n:, 1], s=12, alpha=0.6, marker="x", label=f"synthetic (n={len(synthetic)})")
+    ax.set_xlabel(f"PC1 ({explained[0]:.0%})")
+    ax.set_ylabel(f"PC2 ({explained[1]:.0%})" if len(explained) > 1 else "PC2")
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title("feature space (PCA)")
+    return fig
+
+
+def sample_sheet(images: np.ndarray, title: str, cols: int = 8) -> Any:
+    """A grid of up to 2 rows x ``cols`` greyscale images."""
+    images = np.asarray(images)[: 2 * cols]
+    rows = max(1, int(np.ceil(len(images) / cols)))
+    fig = _figure(figsize=(cols * 1.2, rows * 1.25 + 0.3))
+    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+    for ax in axes:
+        ax.axis("off")
+    for ax, im in zip(axes, images):
+        ax.imshow(im, cmap="gray", vmin=0.0, vmax=1.0)
+    fig.suptitle(title)
+    return fig
+
+
+def dice_figure(utility: Any) -> Any:
+    """Bars of mean Dice per training arm with 95% bootstrap intervals."""
+    arms = list(utility.arms)
+    means = [utility.arms[a]["dice_mean"] for a in arms]
+    lo = [m - utility.arms[a]["ci95"][0] for a, m in zip(arms, means)]
+    hi = [utility.arms[a]["ci95"][1] - m for a, m in zip(arms, means)]
+    fig = _figure(figsize=(5, 3.5))
+    ax = fig.subplots()
+    ax.bar(arms, means, yerr=[lo, hi], capsize=6, color=["#4c72b0", "#55a868", "#c44e52"][: len(arms)])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("Dice on real test crops")
+    ax.set_title(f"downstream segmentation ({utility.settings['steps']} steps x {utility.settings['seeds']} seeds)")
+    return fig
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def metrics_table(result: Any) -> str:
+    """The metrics as an HTML table (value, CI/std, extractor, n)."""
+    rows = []
+    for name, m in result.metrics.items():
+        extra = ""
+        if "std" in m:
+            extra = f"± {m['std']:.3g} (std over {m.get('subsets')} subsets of {m.get('subset_size')})"
+        elif "ci95" in m:
+            extra = f"95% CI [{m['ci95'][0]:.3g}, {m['ci95'][1]:.3g}]"
+            if "real_value" in m:
+                extra += f"; real set: {m['real_value']:.3g}"
+        if m.get("note") and m.get("value") is None:
+            extra = m["note"]
+        rows.append(
+            f"<tr><td><b>{html.escape(name)}</b></td><td>{_fmt(m.get('value'))}</td><td>{html.escape(extra)}</td>"
+            f"<td>{_fmt(m.get('feature_extractor'))}</td><td>{_fmt(m.get('n_real'))}</td><td>{_fmt(m.get('n_synthetic'))}</td></tr>"
+        )
+    head = "<tr><th>metric</th><th>value</th><th>uncertainty / note</th><th>features</th><th>n real</th><th>n synthetic</th></tr>"
+    return f'<table class="ms">{head}{"".join(rows)}</table>'
+
+
+def utility_table(utility: Any) -> str:
+    rows = "".join(
+        f"<tr><td><b>{html.escape(a)}</b></td><td>{r['dice_mean']:.3f}</td><td>[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]</td>"
+        f"<td>{', '.join(f'{v:.3f}' for v in r['seed_means'])}</td><td>{r['n_train']}</td></tr>"
+        for a, r in utility.arms.items()
+    )
+    head = "<tr><th>trained on</th><th>Dice</th><th>95% bootstrap CI</th><th>per seed</th><th>n train crops</th></tr>"
+    return f'<table class="ms">{head}{rows}</table><p class="note">{utility.n_test} real test crops; {html.escape(str(utility.settings))}</p>'
+
+
+def utility_html(utility: Any, full_page: bool = False) -> str:
+    body = f"<h2>Downstream utility</h2>{utility_table(utility)}{_img(dice_figure(utility), 'Dice bars')}"
+    return _page("medsynth utility", body) if full_page else f"<div>{body}</div>"
+
+
+def evaluation_html(result: Any, utility: Any = None, full_page: bool = True) -> str:
+    """The report of an :class:`~medsynth.metrics.evaluate.EvaluationResult` (and a utility run)."""
+    meta = result.meta
+    parts = [
+        "<h2>medsynth evaluate</h2>",
+        f"<p>real: <code>{html.escape(str(meta.get('real')))}</code> &nbsp; synthetic: "
+        f"<code>{html.escape(str(meta.get('synthetic')))}</code> &nbsp; features: <b>{html.escape(meta['feature_extractor']['name'])}</b></p>",
+        metrics_table(result),
+    ]
+    if meta.get("warning"):
+        parts.append(f'<p class="note">{html.escape(meta["warning"])}</p>')
+    if result.real_features is not None and result.synthetic_features is not None:
+        parts.append(_img(pca_figure(result.real_features, result.synthetic_features), "PCA of features"))
+    if full_page and result.real_samples is not None:
+        # Sample sheets only in the file report; the notebook view stays compact.
+        parts.append("<h3>Samples</h3>")
+        parts.append(_img(sample_sheet(result.real_samples, "real"), "real samples"))
+        parts.append(_img(sample_sheet(result.synthetic_samples, "synthetic"), "synthetic samples"))
+    if utility is not None:
+        parts.append(utility_html(utility))
+    body = "\n".join(parts)
+    return _page("medsynth evaluate", body) if full_page else f"<div>{body}</div>"
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body>{body}</body></html>"
+    )

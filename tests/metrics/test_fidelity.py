@@ -1,0 +1,142 @@
+"""FID/KID/PRDC/MS-SSIM against independent references (scipy, NumPy rewrites, brute force)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medsynth.errors import InvalidImageError, MedsynthError
+from medsynth.metrics import fidelity
+from medsynth.metrics.features import ExtractorModule, random_extractor
+
+
+def test_fid_of_a_set_with_itself_is_zero_and_grows_with_noise(textures):
+    x = textures(64, 64, seed=1)
+    ext = random_extractor()
+    f = ext.embed(x)
+    assert fidelity.fid(f, f) == pytest.approx(0.0, abs=1e-6 * max(1.0, float(np.trace(np.cov(f.T)))))
+    noise = np.random.default_rng(5).standard_normal(x.shape).astype(np.float32)
+    values = [fidelity.fid(f, ext.embed(np.clip(x + s * noise, 0, 1))) for s in (0.02, 0.05, 0.1, 0.2, 0.3)]
+    assert values[0] > 0
+    assert all(b > a for a, b in zip(values, values[1:])), values
+
+
+def test_torchmetrics_and_scipy_frechet_agree_float64():
+    rng = np.random.default_rng(0)
+    d = 16
+    a = rng.standard_normal((300, d)) @ rng.standard_normal((d, d))
+    b = 0.5 + rng.standard_normal((250, d)) @ rng.standard_normal((d, d)) * 0.8
+    tm, sp = fidelity.fid(a, b), fidelity.frechet_distance_scipy(a, b)
+    assert sp > 1.0
+    assert abs(tm - sp) <= 1e-6 * max(1.0, abs(sp))
+
+
+def test_extractor_module_route_equals_precomputed_features(textures):
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    x, y = textures(24, 64, seed=2), textures(24, 64, seed=3)
+    ext = random_extractor()
+    expected = fidelity.fid(ext.embed(x, batch_size=24), ext.embed(y, batch_size=24))
+    for normalize, conv in ((True, lambda a: torch.from_numpy(a)[:, None]),
+                            (False, None)):
+        metric = FrechetInceptionDistance(feature=ExtractorModule(ext), normalize=normalize)
+        metric.set_dtype(torch.float64)
+        if normalize:
+            metric.update(conv(x), real=True)
+            metric.update(conv(y), real=False)
+            assert float(metric.compute()) == pytest.approx(expected, rel=1e-4)
+        else:
+            # uint8 RGB input, as torchmetrics' default convention: grey after averaging channels.
+            xq = np.round(x * 255).astype(np.uint8)
+            yq = np.round(y * 255).astype(np.uint8)
+            metric.update(torch.from_numpy(xq)[:, None].repeat(1, 3, 1, 1), real=True)
+            metric.update(torch.from_numpy(yq)[:, None].repeat(1, 3, 1, 1), real=False)
+            ref = fidelity.fid(ext.embed(xq / 255.0, batch_size=24), ext.embed(yq / 255.0, batch_size=24))
+            assert float(metric.compute()) == pytest.approx(ref, rel=1e-4)
+
+
+def _mmd2_unbiased_poly(x: np.ndarray, y: np.ndarray) -> float:
+    """Independent NumPy KID: unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3."""
+    d = x.shape[1]
+    kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
+    m = len(x)
+    return float(
+        (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean()
+    )
+
+
+def test_kid_matches_numpy_mmd_on_full_subsets():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((40, 8)), rng.standard_normal((40, 8)) + 0.3
+    mean, std, size = fidelity.kid(a, b, subsets=3, subset_size=40)
+    assert size == 40
+    assert mean == pytest.approx(_mmd2_unbiased_poly(a, b), rel=1e-6)
+    assert std == pytest.approx(0.0, abs=1e-9)  # every subset is the full set
+    m1, s1, _ = fidelity.kid(a, b, subsets=10, subset_size=20, seed=3)
+    m2, s2, _ = fidelity.kid(a, b, subsets=10, subset_size=20, seed=3)
+    assert (m1, s1) == (m2, s2) and s1 > 0
+
+
+def _prdc_bruteforce(real, fake, k):
+    def kth(points, i):
+        d = sorted(np.linalg.norm(points[i] - points[j]) for j in range(len(points)) if j != i)
+        return d[k - 1]
+
+    rr = [kth(real, i) for i in range(len(real))]
+    rf = [kth(fake, j) for j in range(len(fake))]
+    dist = lambda a, b: float(np.linalg.norm(a - b))  # noqa: E731
+    precision = np.mean([any(dist(f, real[i]) < rr[i] for i in range(len(real))) for f in fake])
+    recall = np.mean([any(dist(r, fake[j]) < rf[j] for j in range(len(fake))) for r in real])
+    density = np.mean([sum(dist(f, real[i]) < rr[i] for i in range(len(real))) for f in fake]) / k
+    coverage = np.mean([min(dist(real[i], f) for f in fake) < rr[i] for i in range(len(real))])
+    return precision, recall, density, coverage
+
+
+def test_prdc_matches_bruteforce_and_extremes():
+    rng = np.random.default_rng(2)
+    real, fake = rng.standard_normal((30, 4)), rng.standard_normal((25, 4)) * 1.5 + 0.5
+    got = fidelity.prdc(real, fake, k=5)
+    ref = _prdc_bruteforce(real, fake, 5)
+    assert [got[n] for n in ("precision", "recall", "density", "coverage")] == pytest.approx(list(ref))
+    same = fidelity.prdc(real, real.copy(), k=5)
+    assert same["precision"] == 1.0 and same["recall"] == 1.0 and same["coverage"] == 1.0
+    far = fidelity.prdc(real, fake + 100.0, k=5)
+    assert far["precision"] == 0.0 and far["coverage"] == 0.0 and far["density"] == 0.0
+
+
+def test_ms_ssim_settings_fit_small_images_and_diversity_orders(textures):
+    k128, w128 = fidelity.ms_ssim_settings(128)
+    k64, w64 = fidelity.ms_ssim_settings(64)
+    assert (k128, len(w128), k64, len(w64)) == (7, 5, 7, 4)
+    assert sum(w64) == pytest.approx(1.0)
+    x = textures(12, 64, seed=4)
+    assert fidelity.ms_ssim_pairs(x[:3], x[:3]) == pytest.approx(1.0, abs=1e-5)
+    copies = np.repeat(x[:1], 12, axis=0)
+    assert fidelity.ms_ssim_diversity(copies)["value"] == pytest.approx(1.0, abs=1e-5)
+    diverse = fidelity.ms_ssim_diversity(x)
+    assert diverse["value"] < 0.9 and diverse["n_pairs"] == 66
+
+
+def test_real_feature_cache_hits_memory_and_disk(tmp_path, textures, monkeypatch):
+    x = textures(10, 64, seed=6)
+    ext = random_extractor()
+    cache = fidelity.RealFeatureCache(tmp_path)
+    f1 = cache.get(ext, x)
+    f2 = cache.get(ext, x)
+    assert cache.misses == 1 and cache.hits == 1 and f2 is f1
+    fidelity.RealFeatureCache._memory.clear()
+    monkeypatch.setattr(ext, "embed", lambda *a, **k: pytest.fail("features recomputed despite the disk cache"))
+    again = fidelity.RealFeatureCache(tmp_path)
+    np.testing.assert_array_equal(again.get(ext, x), f1)
+    assert again.hits == 1
+
+
+def test_bad_feature_inputs_raise_medsynth_errors():
+    rng = np.random.default_rng(0)
+    with pytest.raises(InvalidImageError, match="at least 2"):
+        fidelity.fid(rng.standard_normal((1, 4)), rng.standard_normal((5, 4)))
+    with pytest.raises(MedsynthError, match="dimensions differ"):
+        fidelity.fid(rng.standard_normal((5, 4)), rng.standard_normal((5, 3)))
+    with pytest.raises(InvalidImageError, match="at least 6"):
+        fidelity.prdc(rng.standard_normal((5, 4)), rng.standard_normal((9, 4)), k=5)

@@ -1,0 +1,71 @@
+"""Differential privacy: ε equals opacus' accountant, non-Poisson loaders refused, exact DP resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from opacus.accountants import RDPAccountant
+from opacus.accountants.utils import get_noise_multiplier
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from medsynth.errors import PrivacyError
+from medsynth.models.inpainter import build_unet, make_config
+from medsynth.models.privacy import DPSettings, make_private
+from medsynth.models.training import train
+
+from .conftest import TINY
+
+# A small ε keeps opacus' noise search fast; the tests are about accounting, not utility.
+DP = {"target_epsilon": 1.0, "target_delta": 1e-3, "max_grad_norm": 1.0}
+
+
+def test_dp_epsilon_equals_opacus_accountant(bank, tmp_path):
+    with pytest.warns(UserWarning, match="secure_mode"):
+        model = train(bank, tmp_path / "dp", steps=4, dp=DP, progress=False, **TINY)
+    dp = model.model_card["dp"]
+    assert dp["steps"] == 4 and dp["accountant"] == "rdp" and dp["delta"] == 1e-3
+    expected_q = 1 / -(-len(bank) // TINY["batch_size"])  # 1 / number of batches, as opacus sets it
+    assert dp["sample_rate"] == pytest.approx(expected_q)
+    # σ is what opacus picks for this budget over exactly these steps ...
+    assert dp["noise_multiplier"] == pytest.approx(
+        get_noise_multiplier(target_epsilon=1.0, target_delta=1e-3, sample_rate=expected_q, steps=4, accountant="rdp"))
+    # ... and ε is what an independent accountant gives when it replays the same steps.
+    replay = RDPAccountant()
+    for _ in range(4):
+        replay.step(noise_multiplier=dp["noise_multiplier"], sample_rate=dp["sample_rate"])
+    assert dp["epsilon"] == pytest.approx(replay.get_epsilon(delta=1e-3), rel=1e-12)
+    assert dp["epsilon"] <= 1.0 + 0.02
+    card = json.loads((tmp_path / "dp" / "model_card.json").read_text())
+    assert card["dp"]["epsilon"] == pytest.approx(dp["epsilon"])
+    assert "ε, δ" in (tmp_path / "dp" / "README.md").read_text()
+    ckpt = torch.load(tmp_path / "dp" / "checkpoints" / "checkpoint.pt", weights_only=False)
+    assert len(ckpt["accountant"]["history"]) > 0 and ckpt["dp"]["epsilon"] == pytest.approx(dp["epsilon"])
+
+
+def test_dp_resume_is_exact_and_keeps_counting(bank, tmp_path):
+    full = train(bank, tmp_path / "full", steps=4, dp=DP, progress=False, **TINY)
+    train(bank, tmp_path / "part", steps=4, max_steps=2, dp=DP, progress=False, **TINY)
+    with pytest.raises(PrivacyError, match="--dp"):
+        train(bank, tmp_path / "part", steps=4, resume=True, progress=False, **TINY)
+    resumed = train(bank, tmp_path / "part", steps=4, resume=True, dp=DP, progress=False, **TINY)
+    assert resumed.model_card["dp"]["epsilon"] == pytest.approx(full.model_card["dp"]["epsilon"], rel=1e-12)
+    for k, v in full.unet.state_dict().items():
+        assert torch.equal(v, resumed.unet.state_dict()[k]), k
+
+
+def test_non_poisson_loader_is_refused(bank):
+    unet = build_unet(make_config(**{k: TINY[k] for k in ("image_size", "block_out_channels", "norm_num_groups")}))
+    unet.train()
+    opt = torch.optim.AdamW(unet.parameters())
+    weighted = DataLoader(bank, batch_size=4, sampler=WeightedRandomSampler([1.0] * len(bank), len(bank)))
+    with pytest.raises(PrivacyError, match="Poisson"):
+        make_private(unet, opt, weighted, DPSettings(), steps=3)
+
+
+def test_bad_dp_settings():
+    with pytest.raises(PrivacyError, match="target_delta"):
+        DPSettings.from_any({"target_delta": 2.0})
+    with pytest.raises(PrivacyError, match="unknown DP setting"):
+        DPSettings.from_any({"epsilon": 1.0})

@@ -1,0 +1,76 @@
+"""Training loop: exact resume, refusal to overwrite, config checks, data from a dataset on disk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medsynth.errors import ConfigError, InvalidModelError, OutputExistsError
+from medsynth.models.training import train
+
+from .conftest import TINY
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.unet.state_dict().items()}
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(bank, tmp_path):
+    full = train(bank, tmp_path / "full", steps=6, progress=False, **TINY)
+    part = train(bank, tmp_path / "part", steps=6, max_steps=3, progress=False, **TINY)
+    assert not (tmp_path / "part" / "model.safetensors").exists()  # interrupted: checkpoint only
+    assert (tmp_path / "part" / "checkpoints" / "checkpoint.pt").is_file()
+    assert not all(torch.equal(v, part.unet.state_dict()[k]) for k, v in _weights(full).items())
+    resumed = train(bank, tmp_path / "part", steps=6, resume=True, progress=False, **TINY)
+    for k, v in _weights(full).items():
+        assert torch.equal(v, resumed.unet.state_dict()[k]), k
+    assert resumed.model_card["training"]["steps"] == 6
+    assert (tmp_path / "part" / "model.safetensors").is_file()
+
+
+def test_refuses_to_overwrite_and_resume_without_checkpoint(bank, trained, tmp_path):
+    out_dir, _ = trained
+    with pytest.raises(OutputExistsError, match="resume"):
+        train(bank, out_dir, steps=1, progress=False, **TINY)
+    with pytest.raises(InvalidModelError, match="nothing to resume"):
+        train(bank, tmp_path / "empty", steps=1, resume=True, progress=False, **TINY)
+
+
+def test_resume_with_other_data_is_refused(bank, cases, tmp_path):
+    train(bank, tmp_path / "m", steps=2, max_steps=1, progress=False, **TINY)
+    with pytest.raises(InvalidModelError, match="other training data"):
+        train(cases[:3], tmp_path / "m", steps=2, resume=True, progress=False, **TINY)
+
+
+def test_unknown_settings_are_refused(bank, tmp_path):
+    with pytest.raises(ConfigError, match="unknown setting"):
+        train(bank, tmp_path / "m", steps=1, progress=False, bach_size=4)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("training:\n  stepz: 3\n")
+    with pytest.raises(ConfigError, match="stepz"):
+        train(bank, tmp_path / "m", config=cfg, progress=False)
+
+
+def test_patch_bank_from_dataset_on_disk(tmp_path):
+    from medsynth.io.datasets import load_dataset
+    from medsynth.models.data import augment_batch, build_patch_bank
+    from medsynth.phantoms import make_phantoms
+
+    root = make_phantoms(tmp_path / "ph", n=4, seed=1, size=(128, 104), lesion_fraction=1.0)
+    ds = load_dataset(root)
+    bank = build_patch_bank(ds, 32, 0.8, {"healthy_crops_per_case": 1}, seed=0)
+    assert bank.info["layout"] == ds.layout and bank.info["n_cases"] == len(ds)
+    assert bank.info["n_lesion_crops"] > 0 and bank.info["n_healthy_crops"] > 0
+    assert bank.images.shape[1:] == (32, 32) and 0 <= float(bank.images.min()) <= float(bank.images.max()) <= 1
+    lesion = ~bank.healthy
+    assert bool(bank.masks[lesion].flatten(1).any(1).all()) and not bool(bank.masks[~lesion].any())
+    # Same seed, same patches (the fingerprint ties a model to its data).
+    assert build_patch_bank(ds, 32, 0.8, {"healthy_crops_per_case": 1}, seed=0).info["fingerprint"] == bank.info["fingerprint"]
+    # Healthy patches get a random lesion-shaped mask per draw.
+    g = torch.Generator().manual_seed(0)
+    imgs, masks = augment_batch(bank.images[:, None], bank.masks[:, None].float(), bank.healthy.float(), g, 0.8,
+                                {"flips": True, "intensity_jitter": 0.05, "random_mask_radius_mm": [2.5, 8.0]})
+    assert bool(masks[bank.healthy].flatten(1).any(1).all())
+    assert float(imgs.min()) >= 0 and float(imgs.max()) <= 1
+    np.testing.assert_array_equal(masks[lesion].flatten(1).sum(1).numpy(), bank.masks[lesion].flatten(1).sum(1).numpy())
