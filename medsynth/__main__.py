@@ -1,3 +1,6 @@
-from medsynth.cli import _entry
+"""``python -m medsynth`` runs the CLI (the guard keeps spawned worker processes from re-running it)."""
 
-_entry()
+if __name__ == "__main__":
+    from medsynth.cli import _entry
+
+    _entry()

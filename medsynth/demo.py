@@ -67,6 +67,7 @@ def run_demo(
     """
     from medsynth.audit.run import audit
     from medsynth.generate.pipeline import generate
+    from medsynth.io.datasets import load_dataset
     from medsynth.metrics.evaluate import evaluate
     from medsynth.metrics.utility import evaluate_utility
     from medsynth.models.lora import finetune_lora
@@ -133,27 +134,26 @@ def run_demo(
             format=gcfg["format"], seed=seed, num_inference_steps=int(gcfg["num_inference_steps"]),
             overwrite=overwrite, progress=progress,
         )
-        res.paths["synthetic"] = Path(gen.dataset_dir)
-        res.figures["cases_per_s"] = round(gen.cases_per_second, 3)
+        # The nnU-Net dataset.json is the set's index: load_dataset reads it directly.
+        res.paths["synthetic"] = gen.out / gen.index_files[0] if gen.index_files else gen.out
+        res.figures["cases_per_s"] = round(gen.generated / max(gen.seconds, 1e-9), 3)
 
     # 5. Fidelity and downstream utility against real (phantom) test data.
     with step("evaluate", "Evaluating fidelity and downstream segmentation utility"):
         ecfg = cfg["evaluate"]
         ev = evaluate(res.paths["data_test"], res.paths["synthetic"], features=ecfg["features"], progress=progress)
-        ev.to_json(out / "evaluation.json")
-        ev.save_html(out / "evaluation.html")
-        res.paths["evaluation_report"] = out / "evaluation.html"
-        res.figures["fid_domain"] = ev.to_dict()["fid"]["value"]
         ucfg = ecfg["utility"]
+        # The low-data regime synthetic data is meant for: a few real training images.
+        few_real = [c for c in load_dataset(res.paths["data_train"]) if c.mask is not None][: int(ucfg["n_real_train"])]
         ut = evaluate_utility(
-            res.paths["data_train"], res.paths["synthetic"], res.paths["data_test"],
-            n_real_train=int(ucfg["n_real_train"]), steps=int(ucfg["steps"]), seeds=int(ucfg["seeds"]),
-            progress=progress,
+            few_real, res.paths["synthetic"], res.paths["data_test"],
+            steps=int(ucfg["steps"]), seeds=int(ucfg["seeds"]), progress=progress,
         )
+        ev.to_json(out / "evaluation.json")
         ut.to_json(out / "utility.json")
-        ut.save_html(out / "utility.html")
-        res.paths["utility_report"] = out / "utility.html"
-        res.figures["dice"] = {k: v["mean"] for k, v in ut.to_dict()["dice"].items()}
+        res.paths["evaluation_report"] = ev.save_html(out / "evaluation.html", utility=ut)
+        res.figures["fid_domain"] = ev.value("fid")
+        res.figures["dice"] = {arm: round(v["dice_mean"], 3) for arm, v in ut.arms.items()}
 
     # 6. The privacy audit that decides whether the set may leave the hospital.
     with step("audit", "Auditing the synthetic set for privacy"):

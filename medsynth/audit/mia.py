@@ -210,8 +210,7 @@ def membership_inference(
             f"membership inference needs >= 2 lesion ROIs in train and holdout; got {len(mem)} and {len(non)}"
             " (lesions larger than the model's ROI are skipped)"
         )
-    num_t = int(getattr(getattr(model, "scheduler", None), "config", {}).get("num_train_timesteps", 1000)
-                if hasattr(model, "scheduler") else model.config.get("num_train_timesteps", 1000))
+    num_t = int(model.config.get("num_train_timesteps", 1000))
     patches = np.concatenate([mem, non])
     masks = np.concatenate([mem_m, non_m])
     seeds = [seed + i for i in range(int(cfg["noise_draws"]))]

@@ -8,8 +8,38 @@ comparison meaningless, so the audit stops with :class:`~medsynth.errors.AuditIn
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 from medsynth.audit.prepare import PreparedSet
 from medsynth.errors import AuditInputError
+
+
+def check_patient_ids(train: Sequence[Any], holdout: Sequence[Any], holdout_root: Any, max_listed: int = 5) -> None:
+    """Raise when a ``Case.patient_id`` is in both sets (cheap: no pixels are read).
+
+    Raises:
+        AuditInputError: naming the shared patients and where they are.
+    """
+    tr_pat: dict[str, str] = {}
+    for case in train:
+        if case.patient_id not in (None, ""):
+            tr_pat.setdefault(str(case.patient_id), case.image_relpath)
+    shared = [
+        f"patient {str(c.patient_id)!r} (train {tr_pat[str(c.patient_id)]}, holdout {c.image_relpath})"
+        for c in holdout
+        if c.patient_id not in (None, "") and str(c.patient_id) in tr_pat
+    ]
+    _refuse(shared, holdout_root, max_listed)
+
+
+def _refuse(shared: list[str], holdout_root: Any, max_listed: int) -> None:
+    if shared:
+        more = f" and {len(shared) - max_listed} more" if len(shared) > max_listed else ""
+        raise AuditInputError(
+            f"train and holdout share data: {'; '.join(shared[:max_listed])}{more}; "
+            "the holdout must hold other patients, or the baseline and membership tests mean nothing",
+            holdout_root,
+        )
 
 
 def check_disjoint(train: PreparedSet, holdout: PreparedSet, max_listed: int = 5) -> None:
@@ -33,10 +63,4 @@ def check_disjoint(train: PreparedSet, holdout: PreparedSet, max_listed: int = 5
         for h, rel in zip(holdout.pixel_hashes, holdout.relpaths)
         if h in tr_hash
     ]
-    if shared:
-        more = f" and {len(shared) - max_listed} more" if len(shared) > max_listed else ""
-        raise AuditInputError(
-            f"train ({train.root}) and holdout share data: {'; '.join(shared[:max_listed])}{more}; "
-            "the holdout must hold other patients, or the baseline and membership tests mean nothing",
-            holdout.root,
-        )
+    _refuse(shared, holdout.root, max_listed)

@@ -31,7 +31,7 @@ def _png(fig: Any) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=72, bbox_inches="tight")
     plt.close(fig)
     return '<img alt="figure" src="data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode("ascii") + '">'
 
@@ -52,7 +52,7 @@ def pairs_figure(pairs: list[dict[str, Any]]) -> str:
     import matplotlib.pyplot as plt
 
     n = len(pairs)
-    fig, axes = plt.subplots(n, 2, figsize=(4.2, 2.1 * n), squeeze=False)
+    fig, axes = plt.subplots(n, 2, figsize=(5.2, 2.4 * n), squeeze=False)
     for row, p in zip(axes, pairs):
         row[0].imshow(p["synthetic_image"], cmap="gray")
         row[1].imshow(p["train_image"], cmap="gray")

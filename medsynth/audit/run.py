@@ -30,7 +30,7 @@ import numpy as np
 
 from medsynth.audit.baseline import holdout_baseline
 from medsynth.audit.memorization import ScopeResult, make_embedder, nearest_training
-from medsynth.audit.patients import check_disjoint
+from medsynth.audit.patients import check_disjoint, check_patient_ids
 from medsynth.audit.phi import check_phi
 from medsynth.audit.prepare import PreparedSet, as_dataset, prepare
 from medsynth.config import deep_update, load_config
@@ -225,6 +225,8 @@ def audit(
     cfg = resolve_config(config)
     ds = {"train": as_dataset(train, "train"), "synthetic": as_dataset(synthetic, "synthetic"),
           "holdout": as_dataset(holdout, "holdout")}
+    # Shared patient IDs are refused before any pixel is read (identical pixels are checked below).
+    check_patient_ids(ds["train"], ds["holdout"], getattr(ds["holdout"], "root", None))
     model_obj, model_dir = _load_model(model)
     notes: list[str] = [OCR_NOTE]
     plots: dict[str, Any] = {}

@@ -34,7 +34,7 @@ def demo(
     for key, value in res.figures.items():
         console.print(f"  {key}: {value}")
     console.print("\nReports (open in a browser):")
-    for key in ("evaluation_report", "utility_report", "audit_report"):
+    for key in ("evaluation_report", "audit_report"):
         console.print(f"  {key.replace('_', ' ')}: {res.paths[key].resolve()}")
     console.print(f"Synthetic nnU-Net dataset: {res.paths['synthetic'].resolve()}")
     raise typer.Exit(EXIT_OK)

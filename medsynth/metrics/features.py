@@ -142,11 +142,11 @@ class ExtractorModule(nn.Module):
 # --------------------------------------------------------------------------------------------------
 # "random": a seeded random CNN with NumPy-generated weights
 
-_RANDOM_CHANNELS = (32, 64, 128, 256, 256)
+_RANDOM_CHANNELS = (16, 32, 64, 128, 128)
 
 
 class RandomCNN(nn.Module):
-    """Five 3x3 stride-2 conv layers with ReLU; features = global mean of the last two layers (512-d).
+    """Five 3x3 stride-2 conv layers with ReLU; features = global mean of the last two layers (256-d).
 
     Weights are He-normal from ``numpy.random.default_rng(seed)`` (bit-identical everywhere); biases 0.
     """

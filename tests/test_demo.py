@@ -1,0 +1,35 @@
+"""`medsynth demo --quick` runs the whole mission end to end, as a new user would start it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_demo_quick_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    res = subprocess.run([sys.executable, "-m", "medsynth", "demo", "--quick", "--out", str(out)],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    summary = json.loads((out / "demo-summary.json").read_text())
+    assert set(summary["timings_s"]) == {"phantoms", "train", "finetune", "generate", "evaluate", "audit"}
+    for report in ("evaluation.html", "audit.html"):
+        html = (out / report).read_text()
+        assert html.lstrip().lower().startswith("<!doctype html") and "data:image/png;base64" in html
+        assert str((out / report).resolve()) in res.stdout
+    audit = json.loads((out / "audit.json").read_text())
+    assert audit["verdict"] in ("pass", "fail") and audit["checks"]
+    assert summary["figures"]["dp_epsilon"] is not None and 0 < summary["figures"]["dp_epsilon"] <= 50.0
+    # the synthetic set is an nnU-Net raw dataset
+    dataset_json = json.loads((out / "synthetic" / "dataset.json").read_text()) if (out / "synthetic" / "dataset.json").exists() \
+        else json.loads(next((out / "synthetic").glob("*/dataset.json")).read_text())
+    assert dataset_json["numTraining"] == 8
+
+
+def test_demo_refuses_non_empty_output(tmp_path):
+    (tmp_path / "keep.txt").write_text("user data")
+    res = subprocess.run([sys.executable, "-m", "medsynth", "demo", "--quick", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert (tmp_path / "keep.txt").read_text() == "user data"
