@@ -350,7 +350,7 @@ def audit(
         phi=phi_out,
         inputs={name: {"root": str(p.root), "n_images": len(p), "n_rois": int(len(p.rois)),
                        "layout": getattr(ds[name], "layout", None)} for name, p in prep.items()}
-        | ({"model": str(model_dir)} if model_dir else {}),
+        | ({"model": {"root": str(model_dir)}} if model_dir else {}),
         config=cfg,
         notes=notes,
         seconds=time.perf_counter() - t0,

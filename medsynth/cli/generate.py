@@ -34,7 +34,7 @@ def generate(
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="LoRA adapter directory."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Run seed; case i depends only on (seed, i). (default 0)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Cases per step (memory only). (default 8)"),
-    model_batch: Optional[int] = typer.Option(None, "--model-batch", help="Patches per model call; part of the output's definition. (default 1)"),
+    model_batch: Optional[int] = typer.Option(None, "--model-batch", help="Patches per model call; part of the output's definition. (default 8)"),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default: the model's)."),
     shape: Optional[list[str]] = typer.Option(None, "--shape", help="round|oval|lobulated|irregular (repeat or comma-separate)."),
     margin: Optional[list[str]] = typer.Option(None, "--margin", help="circumscribed|ill-defined|spiculated (repeat or comma-separate)."),

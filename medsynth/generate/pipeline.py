@@ -10,10 +10,14 @@ batch it is run on (measured here: ~1e-6 differences in a diffusers UNet between
 CPU, in fp32; larger in bf16), and rounding the result to 16 bits does not hide that (values near
 a rounding boundary flip). So the inpainter is always called with ROI batches of the same fixed
 size ``model_batch`` (partial batches are padded with copies of their first patch), whatever
-``batch_size`` is. ``batch_size`` sets how many cases are prepared, painted and written per step;
-``model_batch`` (default 1 -- on CPU larger model batches gained only ~10-20 %) is part of what
-defines the output, like the seed and the number of steps. Images are quantised to uint16 once,
-before any writer sees them, so every format stores identical values.
+``batch_size`` is and however cases are sharded. ``batch_size`` only sets how many cases are
+prepared, painted and written per step. ``model_batch`` is part of what defines the output, like
+the seed and the number of steps. With ``model_batch=1`` invariance needs nothing of the network;
+with larger fixed batches it relies on a sample's result not depending on its position or batch
+mates at a fixed batch shape, which holds for the UNet here (per-sample GroupNorm and attention;
+tested with padded batches) -- and batching pays: 1.6 vs 2.4 CPU-s per 64 px patch (25 steps) at
+batch 8 vs 1 on this CPU. Images are quantised to uint16 once, before any writer sees them, so
+every format stores identical values.
 
 Safety. Every file is written atomically; a case is complete only when its record (with file
 hashes) is written to the run's private state folder ``OUT/.medsynth-run/``; the manifest lists
@@ -411,7 +415,7 @@ def generate(
     num_inference_steps: int | None = None,
     progress: bool = True,
     *,
-    model_batch: int = 1,
+    model_batch: int = 8,
     lesions_per_case: int = 1,
     placement: PlacementSettings | dict[str, float] | None = None,
     mask_options: dict[str, Any] | None = None,

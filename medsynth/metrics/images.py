@@ -112,27 +112,35 @@ def lesion_rois(
     roi_px: int,
     margin_mm: float = 2.0,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """One lesion-centred crop per connected lesion component of ``label_map``.
+    """One lesion-centred crop per lesion of ``label_map``.
 
-    A lesion larger than the ROI gets a larger crop (resampled to the same ``roi_px``), so no lesion
-    is dropped; the crop is :func:`medsynth.models.patches.crop_roi`'s.
+    Connected components whose centres lie within ``roi_mm / 2`` of each other are one lesion
+    (a calcification cluster is many specks but one finding). A lesion larger than the ROI gets a
+    larger crop (resampled to the same ``roi_px``), so no lesion is dropped; the crop is
+    :func:`medsynth.models.patches.crop_roi`'s.
 
     Returns:
         A list of (patch float32 (roi_px, roi_px), patch_mask bool (roi_px, roi_px)).
     """
+    from scipy.cluster.hierarchy import fcluster, linkage
+
     from medsynth.models.patches import crop_roi
 
     if label_map.shape != image.shape:
         raise InvalidMaskError(f"mask shape {label_map.shape} differs from image shape {image.shape}")
     components, n = ndimage.label(label_map > 0)
+    if n == 0:
+        return []
+    centres = np.asarray(ndimage.center_of_mass(np.ones_like(components), components, range(1, n + 1)))
+    centres_mm = centres * np.asarray(spacing, dtype=np.float64)[None, :]
+    groups = fcluster(linkage(centres_mm, method="single"), t=roi_mm / 2.0, criterion="distance") if n > 1 else np.ones(1, int)
     out = []
-    for obj, sl in enumerate(ndimage.find_objects(components), start=1):
-        if sl is None:
-            continue
-        comp = components == obj
-        extent = max((sl[0].stop - sl[0].start) * spacing[0], (sl[1].stop - sl[1].start) * spacing[1])
+    for g in np.unique(groups):
+        member = np.isin(components, np.flatnonzero(groups == g) + 1)
+        rows, cols = np.nonzero(member)
+        extent = max((rows.max() - rows.min() + 1) * spacing[0], (cols.max() - cols.min() + 1) * spacing[1])
         size_mm = max(roi_mm, extent + 2 * margin_mm + 1e-3)
-        patch, pmask, _ = crop_roi(image, comp, spacing, size_mm, roi_px, margin_mm=margin_mm)
+        patch, pmask, _ = crop_roi(image, member, spacing, size_mm, roi_px, margin_mm=margin_mm)
         out.append((np.clip(patch, 0.0, 1.0).astype(np.float32), pmask))
     return out
 
@@ -167,7 +175,10 @@ def load_image_set(
     if isinstance(data, (str, Path)):
         from medsynth.io.datasets import load_dataset
 
-        cases: Sequence[Any] = load_dataset(Path(data))
+        try:
+            cases: Sequence[Any] = load_dataset(Path(data))
+        except FileNotFoundError as e:
+            raise InvalidDatasetError(f"{what} set: no such file or folder", data) from e
         source = str(data)
     elif isinstance(data, np.ndarray) or (
         isinstance(data, Sequence) and len(data) and isinstance(data[0], np.ndarray)

@@ -33,6 +33,8 @@ DEFAULT_DATA_CONFIG: dict[str, Any] = {
     "healthy_crops_per_case": 2,
     "jitter_mm": 4.0,
     "margin_mm": 2.0,
+    "merge_mm": 1.0,
+    "min_lesion_mm2": 3.0,
     "tissue_threshold": 0.05,
     "max_cases": None,
     "flips": True,
@@ -192,9 +194,14 @@ def build_patch_bank(
         ids.append(case_id)
         lesion_any = mask is not None and bool(np.any(mask))
         if lesion_any:
-            labels, n = ndimage.label(mask)
+            # One lesion = the parts of the mask within merge_mm of each other (a spiculated mass
+            # is one lesion, not one per spicule); specks below min_lesion_mm2 are no lesion.
+            radius = max(1, int(round(float(cfg["merge_mm"]) / min(sr, sc))))
+            grouped = ndimage.binary_dilation(mask, iterations=radius) if radius else mask
+            labels, n = ndimage.label(grouped)
+            areas = ndimage.sum(mask, labels, range(1, n + 1)) * sr * sc
             for sl_idx, sl in enumerate(ndimage.find_objects(labels)):
-                if sl is None:
+                if sl is None or areas[sl_idx] < float(cfg["min_lesion_mm2"]):
                     continue
                 extent = max((sl[0].stop - sl[0].start) * sr, (sl[1].stop - sl[1].start) * sc)
                 room = (roi_mm - extent) / 2 - cfg["margin_mm"]

@@ -243,7 +243,10 @@ def run_loop(
             loss_value = float(loss.detach())
             if bar is not None:
                 bar.update(task, completed=step, loss=loss_value)
-            # 3. Checkpoint now and then, and whenever the run stops.
+            # 3. Checkpoint now and then, and whenever the run stops (also on the time limit).
+            limit = train_cfg.get("time_limit_minutes")
+            if limit and time.perf_counter() - started > 60.0 * float(limit) and step < stop_at:
+                stop_at = step
             if step % int(train_cfg["checkpoint_every"]) == 0 or step == stop_at:
                 if accelerator.is_main_process:
                     _save_checkpoint(ckpt_path, {

@@ -75,3 +75,17 @@ def test_shared_patients_refused(phantom_sets):
     with pytest.raises(AuditInputError, match="P_0000"):
         audit(phantom_sets["train"], phantom_sets["synthetic"], phantom_sets["holdout_shared"], config=FAST,
               progress=False)
+
+
+def test_domain_embedding_space(phantom_sets, tmp_path):
+    """The default space: the self-supervised domain encoder (a few steps here), cached per train set."""
+    cfg = {"memorization": {"embedding": "domain", "embedding_cache_dir": str(tmp_path),
+                            "embedding_options": {"steps": 3, "batch_size": 8, "width": 8, "input_px": 32}}}
+    res = audit(phantom_sets["train"], phantom_sets["planted"], phantom_sets["holdout"], config=cfg, progress=False)
+    scopes = res.memorization["scopes"]
+    assert scopes["image"]["embedding"].startswith("domain")
+    flagged = {f["synthetic"]: f for f in res.memorization["flagged"]}
+    assert set(flagged) == set(phantom_sets["planted_names"])
+    exact = next(m for m in flagged["images/S_00900_copy.png"]["matches"] if m["scope"] == "image")
+    assert exact["embedding_cosine"] == pytest.approx(1.0, abs=1e-4)
+    assert any(p.name.startswith("domain-") for p in tmp_path.iterdir())  # cached where asked

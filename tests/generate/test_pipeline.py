@@ -157,7 +157,7 @@ def test_pipeline_equals_one_at_a_time_reference(tmp_path, model, one_background
     from PIL import Image
 
     out = tmp_path / "png"
-    generate(model, one_background, "shapes", 2, out, "png", seed=4, batch_size=2, **OPTS)
+    generate(model, one_background, "shapes", 2, out, "png", seed=4, batch_size=2, model_batch=1, **OPTS)
     manifest = json.loads((out / "manifest.json").read_text())
     background = one_background[0].image.unit_pixels()
     for case in manifest["cases"]:
@@ -177,10 +177,11 @@ def test_case_streams_depend_only_on_seed_and_index():
 
 
 # ----------------------------------------------------------------------------- determinism, resume, sharding
-def test_byte_identical_across_batch_sizes(tmp_path, model, phantom_root):
+@pytest.mark.parametrize("model_batch", [1, 8])
+def test_byte_identical_across_batch_sizes(tmp_path, model, phantom_root, model_batch):
     for bs in (1, 3):
         generate(model, phantom_root, "shapes", 4, tmp_path / f"bs{bs}", "nnunet", seed=5, batch_size=bs,
-                 salt=SALT, **OPTS)
+                 model_batch=model_batch, salt=SALT, **OPTS)
     assert tree_digest(tmp_path / "bs1") == tree_digest(tmp_path / "bs3")
 
 

@@ -1,0 +1,66 @@
+"""`medsynth evaluate` end to end: happy paths (subprocess and in-process) and bad input (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import yaml
+
+from medsynth.cli import main
+
+
+def _fast_config(tmp_path):
+    path = tmp_path / "fast.yaml"
+    path.write_text(yaml.safe_dump({"kid_subsets": 5, "ms_ssim_pairs": 10, "image_px": 64}))
+    return path
+
+
+def test_cli_evaluate_happy_path(phantom_sets, tmp_path):
+    out, page = tmp_path / "res.json", tmp_path / "rep.html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "medsynth", "evaluate", "--real", str(phantom_sets["train"]),
+         "--synthetic", str(phantom_sets["synthetic"]), "--features", "random", "--json", str(out),
+         "--report", str(page), "--config", str(_fast_config(tmp_path)), "--cache-dir", str(tmp_path / "c"),
+         "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    for key in ("fid", "kid", "precision", "recall", "density", "coverage", "ms_ssim", "roi_fid"):
+        assert data[key]["feature_extractor"] and "value" in data[key], key
+    assert data["fid"]["n_real"] == 8
+    assert "fid" in proc.stdout and "not computed" in proc.stdout
+    assert "data:image/png;base64," in page.read_text()
+
+
+def test_cli_bad_input_exits_2_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "medsynth", "evaluate", "--real", str(tmp_path / "missing"),
+         "--synthetic", str(tmp_path / "missing2"), "--features", "random", "--no-progress"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "missing" in proc.stderr
+    # Missing options and missing weights are bad input too.
+    assert main(["evaluate", "--utility", "--real-train", str(tmp_path)]) == 2
+    assert main(["evaluate", "--real", str(tmp_path)]) == 2
+
+
+def test_cli_inception_without_weights_is_bad_input(phantom_sets, capsys):
+    code = main(["evaluate", "--real", str(phantom_sets["train"]), "--synthetic", str(phantom_sets["test"]),
+                 "--features", "inception", "--no-progress"])
+    assert code == 2
+    assert "pt_inception-2015-12-05" in capsys.readouterr().err
+
+
+def test_cli_utility_in_process(phantom_sets, tmp_path):
+    out = tmp_path / "u.json"
+    code = main(["evaluate", "--utility", "--real-train", str(phantom_sets["train"]),
+                 "--synthetic", str(phantom_sets["synthetic"]), "--real-test", str(phantom_sets["test"]),
+                 "--steps", "2", "--seeds", "1", "--json", str(out), "--report", str(tmp_path / "u.html"),
+                 "--no-progress"])
+    assert code == 0
+    arms = json.loads(out.read_text())["utility"]["arms"]
+    assert set(arms) == {"real", "real+synthetic", "synthetic"}

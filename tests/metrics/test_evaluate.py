@@ -1,0 +1,68 @@
+"""evaluate(): result structure, JSON/HTML, input errors, and an end-to-end run on phantom datasets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from medsynth.errors import InvalidDatasetError, InvalidImageError, MedsynthError
+from medsynth.metrics.evaluate import EvaluationResult, evaluate
+
+FAST = {"kid_subsets": 10, "ms_ssim_pairs": 20, "image_px": 64, "domain": {"steps": 30, "batch_size": 16}}
+METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "ms_ssim")
+
+
+def test_evaluate_arrays_with_random_features(tmp_path, textures):
+    real, syn = textures(16, 64, seed=1), textures(16, 64, seed=2)
+    res = evaluate(real, syn, features="random", cache_dir=tmp_path, config=FAST, progress=False)
+    assert isinstance(res, EvaluationResult)
+    for name in METRICS:
+        m = res[name]
+        assert {"value", "feature_extractor", "n_real", "n_synthetic"} <= set(m), name
+        assert m["n_real"] == 16 and m["n_synthetic"] == 16
+    assert res.value("fid") > 0 and 0 <= res.value("precision") <= 1
+    assert "roi_fid" not in res.metrics  # arrays carry no masks
+    assert res["fid_inception"]["computed"] is False and "pt_inception" in res["fid_inception"]["note"]
+    assert res["kid"]["std"] >= 0
+    out = json.loads(res.to_json(tmp_path / "r.json").read_text())
+    assert set(METRICS) <= set(out) and out["fid"]["value"] == pytest.approx(res.value("fid"))
+    page = res.save_html(tmp_path / "r.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("data:image/png;base64,") >= 3
+    assert "<table" in res._repr_html_()
+    # The same set against itself: FID ~ 0, every real sample covered.
+    same = evaluate(real, real.copy(), features="random", cache_dir=tmp_path, config=FAST, progress=False)
+    assert same.value("fid") == pytest.approx(0.0, abs=1e-6)
+    assert same.value("precision") == 1.0 and same.value("coverage") == 1.0
+    assert same.meta["real_feature_cache"]["hits"] >= 1  # real features reused from the first call
+
+
+def test_evaluate_input_errors(tmp_path, textures):
+    real = textures(8, 64, seed=1)
+    with pytest.raises(InvalidImageError, match="64x64 px but synthetic images are 32x32"):
+        evaluate(real, textures(8, 32, seed=2), features="random", config=FAST, progress=False)
+    with pytest.raises(InvalidImageError, match="empty"):
+        evaluate(real, np.zeros((0, 64, 64), np.float32), features="random", config=FAST, progress=False)
+    with pytest.raises(InvalidImageError, match="at least 2"):
+        evaluate(real, real[:1], features="random", config=FAST, progress=False)
+    with pytest.raises(MedsynthError):
+        evaluate(real, [], features="random", config=FAST, progress=False)
+    with pytest.raises(MedsynthError):
+        evaluate(tmp_path / "does-not-exist", real, features="random", config=FAST, progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MedsynthError):
+        evaluate(tmp_path / "empty", real, features="random", config=FAST, progress=False)
+
+
+def test_evaluate_phantom_datasets_with_domain_features(tmp_path, phantom_sets):
+    res = evaluate(phantom_sets["train"], phantom_sets["synthetic"], features="domain", cache_dir=tmp_path,
+                   config=FAST, progress=False)
+    assert res["fid"]["feature_extractor"].startswith("domain-simclr")
+    assert "roi_fid" in res.metrics and res["roi_fid"]["n_real"] >= 8 and res["roi_fid"]["value"] >= 0
+    assert res.meta["feature_extractor"]["cache_hit"] is False
+    again = evaluate(phantom_sets["train"], phantom_sets["test"], features="domain", cache_dir=tmp_path,
+                     config=FAST, progress=False)
+    assert again.meta["feature_extractor"]["cache_hit"] is True  # encoder trained once per real set
+    assert again.meta["real_feature_cache"]["misses"] == 0
+    assert again["roi_fid"]["feature_extractor"] == res["roi_fid"]["feature_extractor"]
