@@ -37,7 +37,7 @@ BENCH = "training"
 SETTINGS: dict[str, dict[str, Any]] = {
     "quick": {"batch_size": 8, "warmup": 1, "measure": 3, "repeats": 1, "n_phantoms": 6,
               "phantom_size": (256, 208), "precisions": ("no", "bf16")},
-    "full": {"batch_size": 32, "warmup": 2, "measure": 8, "repeats": 3, "n_phantoms": 40,
+    "full": {"batch_size": 32, "warmup": 1, "measure": 5, "repeats": 2, "n_phantoms": 40,
              "phantom_size": (512, 416), "precisions": ("no", "bf16")},
 }
 

@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--mixed-precision", default="no")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--resume", action="store_true", help="continue the run in --out (another time box)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/inpaint-bench"))
     ap.add_argument("--sheet", type=Path, default=Path("docs/images/inpainting_samples.png"))
     args = ap.parse_args()
@@ -60,7 +61,7 @@ def main() -> None:
     print("patch bank", bank.info, f"{t_bank:.1f} s", flush=True)
 
     model_dir = args.out / "model"
-    model = train(bank, model_dir, steps=args.steps, progress=False, batch_size=args.batch_size,
+    model = train(bank, model_dir, steps=args.steps, progress=False, resume=args.resume, batch_size=args.batch_size,
                   mixed_precision=args.mixed_precision, time_limit_minutes=args.minutes,
                   warmup_steps=min(100, args.steps // 10), lr_scheduler="constant_with_warmup",
                   checkpoint_every=50, torch_threads=args.threads)

@@ -59,7 +59,8 @@ def _repaint_reference_count(steps: int, jump: int, resamplings: int) -> int:
     return sum(1 for prev, t in zip([ts[0] + 1] + ts[:-1], ts) if t < prev)
 
 
-@pytest.mark.parametrize("setting", [(250, 10, 10), (50, 10, 3), (20, 5, 2)])
+# The published setting (250/10/10) runs 4570 scheduler steps: slow on a shared CPU.
+@pytest.mark.parametrize("setting", [pytest.param((250, 10, 10), marks=pytest.mark.slow), (50, 10, 3), (20, 5, 2)])
 def test_repaint_evaluations_counted_exactly(setting: tuple[int, int, int]) -> None:
     from benchmarks.bench_inpainting import count_evals
 
@@ -128,8 +129,10 @@ def test_training_quick_run() -> None:
 def test_dp_quick_run() -> None:
     from benchmarks.bench_dp import run
 
-    rows = run(quick=True, batch_size=2, n_phantoms=2, warmup=0, measure=1, check_batch=2, modes=("hooks",))
+    rows = run(quick=True, batch_size=2, n_phantoms=2, warmup=0, measure=1, check_batch=2,
+               modes=("functorch",), models=("full",))
     _check_rows(rows, "dp")
     by = {r["metric"]: r for r in rows}
-    assert by["grad_sample_error_full_hooks"]["value"] < 1e-3
-    assert by["seconds_per_sample_full_hooks"]["value"] > 0
+    assert by["grad_sample_error_full_functorch"]["value"] < 1e-3  # the reference check itself works
+    assert by["seconds_per_sample_full_functorch"]["value"] > 0
+    assert by["fastest_correct_mode_full"]["value"] == "functorch"

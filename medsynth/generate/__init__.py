@@ -5,3 +5,18 @@ the entry point; see :mod:`medsynth.generate.pipeline` for the seed rule, batchi
 sharding, :mod:`.masks` for lesion outlines, :mod:`.placement` for where lesions may go and
 :mod:`.manifest` for what is recorded about every case.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["generate"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so importing the package does not import torch: ``from medsynth.generate import generate``.
+    if name == "generate":
+        from medsynth.generate.pipeline import generate
+
+        return generate
+    raise AttributeError(f"module 'medsynth.generate' has no attribute {name!r}")

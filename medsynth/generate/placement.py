@@ -11,6 +11,11 @@ fills its holes and smooths the outline (scikit-image / SciPy). A lesion is plac
 * at least ``gap_mm`` from any lesion already in the image (existing labels or ones placed before),
 
 and its position is drawn uniformly among all such spots with the case's random generator.
+
+Large images (full-field mammograms of several thousand pixels) are analysed on a grid of at most
+:data:`COARSE_PX` pixels a side: morphology and distance transforms cost seconds at full size. The
+reduction is conservative -- tissue by block minimum, occupied pixels by block maximum -- so a
+coarse margin is never smaller than asked, and a pixel whose block holds a lesion is never free.
 """
 
 from __future__ import annotations
@@ -19,6 +24,31 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+
+
+COARSE_PX = 512
+
+
+def coarse_factor(shape: tuple[int, ...]) -> int:
+    """Block size that brings the longer side of ``shape`` to at most :data:`COARSE_PX` pixels."""
+    return max(1, int(np.ceil(max(shape) / COARSE_PX)))
+
+
+def _reduce(mask: np.ndarray, f: int, keep_all: bool) -> np.ndarray:
+    """Block-reduce a bool mask by ``f``: all pixels (``keep_all``) or any pixel of a block."""
+    if f == 1:
+        return mask
+    from skimage.measure import block_reduce
+
+    # Blocks reaching past the border are padded with False: not tissue, not occupied.
+    return block_reduce(mask, (f, f), np.min if keep_all else np.max, cval=False)
+
+
+def _expand(mask: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour upsampling of a block-reduced mask back to ``shape``."""
+    if f == 1:
+        return mask
+    return np.repeat(np.repeat(mask, f, axis=0), f, axis=1)[: shape[0], : shape[1]]
 
 
 @dataclass(frozen=True)
@@ -44,10 +74,16 @@ def tissue_mask(image: np.ndarray, min_area_fraction: float = 0.01) -> np.ndarra
     from skimage.filters import threshold_otsu
     from skimage.morphology import disk
 
+    full_shape = image.shape
     image = np.asarray(image, dtype=np.float32)
     lo, hi = float(image.min()), float(image.max())
     if not hi > lo:
-        return np.zeros(image.shape, dtype=bool)
+        return np.zeros(full_shape, dtype=bool)
+    f = coarse_factor(full_shape)
+    if f > 1:
+        from skimage.measure import block_reduce
+
+        image = block_reduce(image, (f, f), np.mean, cval=lo)
     # Otsu on the full image splits air from tissue; halving the distance to the background level
     # keeps the thin, dim skin edge of the breast inside the mask.
     otsu = float(threshold_otsu(image))
@@ -57,12 +93,12 @@ def tissue_mask(image: np.ndarray, min_area_fraction: float = 0.01) -> np.ndarra
     raw = ndimage.binary_opening(raw, structure=disk(radius))
     labels, n = ndimage.label(raw)
     if n == 0:
-        return np.zeros(image.shape, dtype=bool)
+        return np.zeros(full_shape, dtype=bool)
     sizes = ndimage.sum_labels(raw, labels, index=np.arange(1, n + 1))
     largest = int(np.argmax(sizes)) + 1
     if sizes[largest - 1] < min_area_fraction * image.size:
-        return np.zeros(image.shape, dtype=bool)
-    return ndimage.binary_fill_holes(labels == largest)
+        return np.zeros(full_shape, dtype=bool)
+    return _expand(ndimage.binary_fill_holes(labels == largest), f, full_shape)
 
 
 def chest_wall_side(tissue: np.ndarray) -> str:
@@ -81,22 +117,30 @@ def allowed_region(tissue: np.ndarray, spacing: tuple[float, float], occupied: n
         settings: the margins.
     """
     tissue = np.asarray(tissue, dtype=bool)
+    shape = tissue.shape
+    side = chest_wall_side(tissue)
+    f = coarse_factor(shape)
+    coarse_spacing = (spacing[0] * f, spacing[1] * f)
+    small = _reduce(tissue, f, keep_all=True)
     # Distance (mm) to the nearest non-tissue pixel, the image border counting as one; the chest
     # wall edge is treated separately below, so it is not border here.
-    side = chest_wall_side(tissue)
-    padded = np.pad(tissue, 1, constant_values=False)
+    padded = np.pad(small, 1, constant_values=False)
     if side == "left":
         padded[:, 0] = padded[:, 1]
     else:
         padded[:, -1] = padded[:, -2]
-    skin_dist = ndimage.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1]
-    allowed = tissue & (skin_dist >= settings.skin_margin_mm)
-    cols_mm = np.arange(tissue.shape[1]) * spacing[1]
+    skin_dist = ndimage.distance_transform_edt(padded, sampling=coarse_spacing)[1:-1, 1:-1]
+    allowed = small & (skin_dist >= settings.skin_margin_mm)
+    if occupied is not None and np.any(occupied):
+        busy = _reduce(np.asarray(occupied, dtype=bool), f, keep_all=False)
+        near = ndimage.distance_transform_edt(~busy, sampling=coarse_spacing)
+        allowed &= near > settings.gap_mm
+    allowed = _expand(allowed, f, shape) & tissue
+    if occupied is not None:
+        allowed &= ~np.asarray(occupied, dtype=bool)
+    cols_mm = np.arange(shape[1]) * spacing[1]
     chest_dist = cols_mm if side == "left" else cols_mm[::-1]
     allowed &= (chest_dist >= settings.chest_wall_margin_mm)[None, :]
-    if occupied is not None and np.any(occupied):
-        near = ndimage.distance_transform_edt(~np.asarray(occupied, dtype=bool), sampling=spacing)
-        allowed &= near > settings.gap_mm
     return allowed
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from medsynth.errors import InvalidImageError, MissingWeightsError
+from medsynth.errors import ConfigError, InvalidImageError
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
@@ -153,7 +153,11 @@ def evaluate(
 
     # 1. Settings
     if isinstance(config, dict):
-        cfg = deep_update(load_config(None, kind="evaluate"), config)
+        base = load_config(None, kind="evaluate")
+        unknown = sorted(set(config) - set(base))
+        if unknown:
+            raise ConfigError(f"unknown evaluate setting(s) {unknown}; known: {sorted(base)}")
+        cfg = deep_update(base, config)
     else:
         cfg = load_config(config, kind="evaluate")
     cache_dir = Path(cache_dir if cache_dir is not None else cfg.get("cache_dir") or DEFAULT_CACHE_DIR).expanduser()
@@ -276,4 +280,4 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(d, default=_json_default))
 
 
-__all__ = ["EvaluationResult", "evaluate", "MissingWeightsError"]
+__all__ = ["EvaluationResult", "atomic_write_text", "evaluate"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,12 @@ def kid(
     real, fake = _check_features(real, fake)
     size = int(subset_size or min(1000, len(real), len(fake)))
     size = min(size, len(real), len(fake))
-    metric = KernelInceptionDistance(feature=PrecomputedFeatures(real.shape[1]), subsets=subsets, subset_size=size, normalize=True)
+    with warnings.catch_warnings():
+        # torchmetrics warns that KID keeps all features in memory; here they are in memory anyway.
+        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+        metric = KernelInceptionDistance(
+            feature=PrecomputedFeatures(real.shape[1]), subsets=subsets, subset_size=size, normalize=True
+        )
     metric.update(torch.from_numpy(real), real=True)
     metric.update(torch.from_numpy(fake), real=False)
     with torch.random.fork_rng(devices=[]):
@@ -212,6 +218,7 @@ class RealFeatureCache:
     """
 
     _memory: dict[str, np.ndarray] = {}
+    max_in_memory = 8
 
     def __init__(self, cache_dir: str | Path | None = None) -> None:
         self.cache_dir = Path(cache_dir).expanduser() / "real-features" if cache_dir is not None else None
@@ -243,5 +250,7 @@ class RealFeatureCache:
                 finally:
                     if os.path.exists(tmp):
                         os.remove(tmp)
+        if len(self._memory) >= self.max_in_memory:
+            self._memory.pop(next(iter(self._memory)))  # oldest first: bounded memory in long sessions
         self._memory[key] = feats
         return feats

@@ -182,7 +182,6 @@ def build_patch_bank(
     skipped_large = 0
     ids = []
     iterator: Iterable = items
-    bar = None
     if progress:
         from rich.progress import track
 
@@ -242,8 +241,6 @@ def build_patch_bank(
             msks.append(np.zeros((image_size, image_size), dtype=bool))
             healthy.append(True)
             got += 1
-    if bar is not None:
-        bar.stop()
     if not imgs:
         raise InvalidDatasetError(
             f"no training patch could be cut from {info['source']} ({len(items)} cases; "

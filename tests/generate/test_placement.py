@@ -82,3 +82,24 @@ def test_no_room_gives_none_and_valid_positions_is_exact():
     valid = valid_positions(allowed, lesion)
     assert np.argwhere(valid).tolist() == [[5, 5]]
     assert place_lesion(allowed, np.ones((6, 6), bool), np.random.default_rng(0)) is None
+
+
+def test_large_images_use_a_conservative_coarse_grid(monkeypatch):
+    import medsynth.generate.placement as placement
+
+    tissue = half_disc((1500, 1200), radius=900)
+    spacing = (0.1, 0.1)
+    occupied = np.zeros_like(tissue)
+    occupied[700:760, 300:380] = True
+    settings = PlacementSettings(skin_margin_mm=3.0, chest_wall_margin_mm=5.0, gap_mm=2.0)
+    assert placement.coarse_factor(tissue.shape) == 3
+    coarse = allowed_region(tissue, spacing, occupied, settings)
+    monkeypatch.setattr(placement, "COARSE_PX", 10**6)  # the exact full-resolution answer
+    exact = allowed_region(tissue, spacing, occupied, settings)
+    outside = ~tissue
+    outside[:, 0] = False
+    dist_skin = ndimage.distance_transform_edt(~outside, sampling=spacing)
+    dist_lesion = ndimage.distance_transform_edt(~occupied, sampling=spacing)
+    assert dist_skin[coarse].min() >= 3.0 - 1e-6  # margins still hold
+    assert dist_lesion[coarse].min() > 2.0
+    assert (coarse & exact).sum() / (coarse | exact).sum() > 0.97  # and little room is lost

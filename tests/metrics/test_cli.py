@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import yaml
 
 from medsynth.cli import main
+
+# One torch thread in the child: the test machine's few cores are shared by parallel jobs.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def _fast_config(tmp_path):
@@ -24,7 +28,7 @@ def test_cli_evaluate_happy_path(phantom_sets, tmp_path):
          "--synthetic", str(phantom_sets["synthetic"]), "--features", "random", "--json", str(out),
          "--report", str(page), "--config", str(_fast_config(tmp_path)), "--cache-dir", str(tmp_path / "c"),
          "--no-progress"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env=ENV,
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
@@ -39,7 +43,7 @@ def test_cli_bad_input_exits_2_without_traceback(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "medsynth", "evaluate", "--real", str(tmp_path / "missing"),
          "--synthetic", str(tmp_path / "missing2"), "--features", "random", "--no-progress"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, env=ENV,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "missing" in proc.stderr
