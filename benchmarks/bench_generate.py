@@ -5,6 +5,8 @@ Each measurement runs in a fresh subprocess that reports its own peak resident m
 Backgrounds are full-size phantoms (default 512x416 px); the model has the default architecture
 and sampler settings of ``configs/train.yaml`` (64 px patches, 25 DDIM steps) -- freshly initialised
 unless ``--model`` names a trained one (speed does not depend on the weights).
+Memory is bounded by the ``batch_size`` cases of one step, so compare values of N that are both at
+least ``batch_size`` (default 8). On a shared machine compare CPU-s per case, not wall time.
 
     .venv/bin/python benchmarks/bench_generate.py --n 8 32 --size 512x416 --format nnunet
 """
@@ -74,7 +76,8 @@ def measure(n_values: list[int], size: str = "512x416", n_backgrounds: int = 8, 
 
 def run(quick: bool = False) -> list[dict]:
     """Rows for ``python -m benchmarks.run``: cases/s and peak memory at two N."""
-    n_values = [4, 12] if quick else [8, 32]
+    # Both N at least batch_size: a step holds min(N, batch_size) cases, so smaller N use less memory.
+    n_values = [8, 16] if quick else [8, 32]
     rows = []
     for res in measure(n_values, verbose=False):
         note = f"{res['size']} backgrounds, {res['format']}, batch {res['batch_size']}, load avg {res['load_avg']:.1f}"

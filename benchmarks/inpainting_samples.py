@@ -68,7 +68,7 @@ def main() -> None:
     model.save_pretrained(model_dir)  # also when the time limit stopped it (EMA weights)
     card = model.model_card
     steps, secs = card["training"]["steps"], card["training"]["seconds_this_run"]
-    print(f"trained {steps} steps in {secs} s ({steps / secs:.3f} steps/s), final loss {card['training']['final_loss']:.4f}", flush=True)
+    print(f"reached step {steps}; this run {secs} s; final loss {card['training']['final_loss']:.4f}", flush=True)
 
     # Held-out sheet: healthy backgrounds + masks of held-out masses.
     held = build_patch_bank(render(24, 10_000), 64, 0.5, {"lesion_crops_per_lesion": 1, "healthy_crops_per_case": 1}, seed=1)
@@ -96,7 +96,8 @@ def main() -> None:
         if j == 0:
             for row, name in enumerate(("background", "mask", "result")):
                 axes[row, 0].set_ylabel(name)
-    fig.suptitle(f"medsynth inpainter, {steps} CPU steps ({secs / 60:.1f} min), 64 px at 0.5 mm, DDIM 25 steps", fontsize=9)
+    fig.suptitle(f"medsynth inpainter after {steps} CPU training steps (batch {args.batch_size}), 64 px at 0.5 mm, "
+                 f"DDIM {model.config['num_inference_steps']} steps", fontsize=9)
     fig.tight_layout()
     args.sheet.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.sheet, dpi=110)

@@ -20,6 +20,7 @@ A sample is flagged when any space with a threshold crosses it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -41,16 +42,32 @@ def zoom_center(arr: np.ndarray, zoom: float) -> np.ndarray:
     """(N, p, p) images magnified by ``zoom`` about their centre, same size (edges extended).
 
     A copy made by cropping a few percent and resizing back is the original magnified by
-    1 / (1 - crop); zooming the synthetic image by the inverse undoes it.
+    1 / (1 - crop); zooming the synthetic image by the inverse undoes it. Bilinear, through
+    torch's ``grid_sample`` (many times faster than ``scipy.ndimage.affine_transform`` on stacks).
     """
     if zoom == 1.0:
         return arr
-    p = arr.shape[-1]
-    c = (p - 1) / 2.0
-    inv = 1.0 / zoom
-    matrix = np.diag([1.0, inv, inv])
-    offset = np.array([0.0, c - inv * c, c - inv * c])
-    return ndimage.affine_transform(arr, matrix, offset=offset, order=1, mode="nearest").astype(np.float32)
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[:, None]
+    inv = 1.0 / float(zoom)
+    grid = _zoom_grid(inv, int(x.shape[-2]), int(x.shape[-1])).expand(len(x), -1, -1, -1)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out[:, 0].numpy()
+
+
+@functools.lru_cache(maxsize=64)
+def _zoom_grid(inv: float, h: int, w: int) -> Any:
+    """The sampling grid of a zoom about the centre, shape (1, h, w, 2); the same for every image.
+
+    align_corners=True: -1 and 1 are the first and last pixel centres, so (p - 1) / 2 stays put.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    theta = torch.tensor([[[inv, 0.0, 0.0], [0.0, inv, 0.0]]], dtype=torch.float32)
+    return F.affine_grid(theta, [1, 1, h, w], align_corners=True)
 
 
 def variant_names(cfg: dict[str, Any]) -> list[str]:
@@ -66,20 +83,29 @@ def apply_variant(arr: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(out[0] if single else out)
 
 
-def ncc_vectors(arr: np.ndarray, blur_sigma: float, highpass_sigma: float = 0.0) -> np.ndarray:
-    """(N, p, p) images → (N, p*p) zero-mean unit-norm vectors (inner product = NCC).
+def band_pass(arr: np.ndarray, blur_sigma: float, highpass_sigma: float = 0.0) -> np.ndarray:
+    """(N, p, p) images lightly blurred (``blur_sigma``) minus a wide blur (``highpass_sigma``, 0 = off).
 
-    A light blur (``blur_sigma``) makes the score robust to noise and sub-pixel shifts; subtracting
-    a wide blur (``highpass_sigma``, 0 = off) removes the breast outline and density gradient that
-    every mammogram shares, so NCC measures the tissue pattern that identifies an image.
+    The light blur makes NCC robust to noise and sub-pixel shifts; removing the wide blur removes
+    the breast outline and density gradient that every mammogram shares, so NCC measures the tissue
+    pattern that identifies an image. Both kernels are symmetric, so filtering commutes with flips.
     """
     arr = np.asarray(arr, dtype=np.float32)
     out = ndimage.gaussian_filter(arr, sigma=(0, blur_sigma, blur_sigma)) if blur_sigma > 0 else arr
     if highpass_sigma > 0:
         out = out - ndimage.gaussian_filter(arr, sigma=(0, highpass_sigma, highpass_sigma))
-    flat = out.reshape(len(out), -1)
-    flat = flat - flat.mean(axis=1, keepdims=True)
-    return l2_normalize(flat)
+    return out
+
+
+def center_normalize(arr: np.ndarray) -> np.ndarray:
+    """(N, p, p) → (N, p*p) zero-mean unit-norm vectors (their inner product is the NCC)."""
+    flat = np.asarray(arr, dtype=np.float32).reshape(len(arr), -1)
+    return l2_normalize(flat - flat.mean(axis=1, keepdims=True))
+
+
+def ncc_vectors(arr: np.ndarray, blur_sigma: float, highpass_sigma: float = 0.0) -> np.ndarray:
+    """(N, p, p) images → (N, p*p) band-passed, zero-mean unit-norm vectors (inner product = NCC)."""
+    return center_normalize(band_pass(arr, blur_sigma, highpass_sigma))
 
 
 def shifted_ncc(a: np.ndarray, b: np.ndarray, max_shift: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,13 +120,16 @@ def shifted_ncc(a: np.ndarray, b: np.ndarray, max_shift: int) -> tuple[np.ndarra
         Zero padding keeps the correlation linear (no wrap-around); the norm is the full image's,
         so a shifted score is a slight under-estimate (the border that left the frame counts as lost).
     """
+    from scipy import fft
+
     bsz, h, w = a.shape
     if max_shift <= 0:
         return np.einsum("bij,bij->b", a, b), np.zeros((bsz, 2), dtype=np.int64)
     shape = (h + max_shift, w + max_shift)
-    fa = np.fft.rfft2(a, s=shape)
-    fb = np.fft.rfft2(b, s=shape)
-    corr = np.fft.irfft2(fa * np.conj(fb), s=shape)  # corr[s] = sum_x a[x + s] b[x]
+    # scipy.fft keeps float32 in single precision and uses every core (numpy's FFT is float64, one core).
+    fa = fft.rfft2(a, s=shape, workers=-1)
+    fb = fft.rfft2(b, s=shape, workers=-1)
+    corr = fft.irfft2(fa * np.conj(fb), s=shape, workers=-1)  # corr[s] = sum_x a[x + s] b[x]
     m = max_shift
     rows = np.r_[0 : m + 1, shape[0] - m : shape[0]]
     cols = np.r_[0 : m + 1, shape[1] - m : shape[1]]
@@ -231,6 +260,7 @@ def nearest_training(
     train_imgs = train_vecs.reshape(-1, p, p)
     n_near = min(int(cfg["carlini_n"]), len(train))
     rerank_k = min(int(cfg["rerank_k"]), len(train))
+    n_var = int(cfg["rerank_variants"])
     k = max(n_near, rerank_k)
     max_shift = int(cfg["max_shift_px"])
 
@@ -242,26 +272,53 @@ def nearest_training(
     for s0 in range(0, m, batch):
         sl = slice(s0, min(s0 + batch, m))
         rows = np.arange(sl.start, sl.stop)
-        top1 = np.full(len(rows), -np.inf, dtype=np.float32)
+        nb = len(rows)
+        top1 = np.full(nb, -np.inf, dtype=np.float32)
+        qstack = np.empty((len(variants), nb, p * p), dtype=np.float32)
+        cand_s = np.empty((nb, len(variants) * rerank_k), dtype=np.float32)
+        cand_j = np.empty((nb, len(variants) * rerank_k), dtype=np.int64)
+        cand_v = np.empty((nb, len(variants) * rerank_k), dtype=np.int64)
+        # Filtering commutes with flips and (to within the small change of scale) with the zooms,
+        # so the batch is filtered once and every variant is made from the filtered images.
+        filtered = band_pass(synthetic[sl], blur, hp)
         for v, name in enumerate(variants):
             # 1. Exact inner-product search of this flip/zoom of the batch.
-            qvec = ncc_vectors(apply_variant(synthetic[sl], name), blur, hp)
-            sims, idx = exact_topk(qvec, train_vecs, k, batch_size=batch)
+            qstack[v] = center_normalize(apply_variant(filtered, name))
+            sims, idx = exact_topk(qstack[v], train_vecs, k, batch_size=batch)
             # Carlini's n nearest come from the variant whose plain search matched best.
             better = sims[:, 0] > top1
             top1[better] = sims[better, 0]
             d = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * sims[:, :n_near].astype(np.float64)))
             d_near_mean[rows[better]] = d[better].mean(axis=1)
-            # 2. Re-score the best candidates with the maximum NCC over small shifts.
-            qimg = qvec.reshape(-1, p, p)
-            for r in range(rerank_k):
-                j = idx[:, r]
-                score, shift = shifted_ncc(qimg, train_imgs[j], max_shift)
-                hit = score > best_ncc[rows]
-                best_ncc[rows[hit]], best_j[rows[hit]], best_v[rows[hit]] = score[hit], j[hit], v
-                best_shift[rows[hit]] = shift[hit]
+            cols = slice(v * rerank_k, (v + 1) * rerank_k)
+            cand_s[:, cols], cand_j[:, cols], cand_v[:, cols] = sims[:, :rerank_k], idx[:, :rerank_k], v
+        # 2. Re-score the rerank_k most similar distinct training samples with the maximum NCC over
+        #    small shifts, each under the (up to) rerank_variants flips/zooms that matched it best
+        #    (the best unshifted match is not always the best once shifted).
+        order = np.argsort(-cand_s, axis=1, kind="stable")
+        n_pairs = rerank_k * n_var
+        pick_j = np.empty((nb, n_pairs), dtype=np.int64)
+        pick_v = np.empty((nb, n_pairs), dtype=np.int64)
+        for b in range(nb):
+            chosen: dict[int, list[int]] = {}
+            for c in order[b]:
+                j, v = int(cand_j[b, c]), int(cand_v[b, c])
+                if j in chosen:
+                    if len(chosen[j]) < n_var and v not in chosen[j]:
+                        chosen[j].append(v)
+                elif len(chosen) < rerank_k:
+                    chosen[j] = [v]
+            pairs = [(j, v) for j, vs in chosen.items() for v in vs]
+            pairs += [pairs[0]] * (n_pairs - len(pairs))  # pad with a repeat (scored twice, harmless)
+            pick_j[b], pick_v[b] = [j for j, _ in pairs], [v for _, v in pairs]
+        for r in range(n_pairs):
+            q = qstack[pick_v[:, r], np.arange(nb)].reshape(-1, p, p)
+            score, shift = shifted_ncc(q, train_imgs[pick_j[:, r]], max_shift)
+            hit = score > best_ncc[rows]
+            best_ncc[rows[hit]], best_j[rows[hit]] = score[hit], pick_j[hit, r]
+            best_v[rows[hit]], best_shift[rows[hit]] = pick_v[hit, r], shift[hit]
         if on_progress is not None:
-            on_progress(len(rows))
+            on_progress(nb)
     best_ncc = np.clip(best_ncc, -1.0, 1.0)
 
     # 3. Carlini's ratio in the normalised pixel space (the nearest is the best-aligned one).
@@ -272,9 +329,11 @@ def nearest_training(
 
     # 4. SSIM of each best-aligned pair, on the unfiltered pixels.
     ssim = np.empty(m, dtype=np.float32)
-    for i in range(m):
-        syn = apply_variant(synthetic[i], variants[best_v[i]])
-        ssim[i] = aligned_ssim(syn, train[best_j[i]], tuple(best_shift[i]))
+    for v in np.unique(best_v):
+        members = np.nonzero(best_v == v)[0]
+        aligned = apply_variant(synthetic[members], variants[v])
+        for i, syn in zip(members, aligned):
+            ssim[i] = aligned_ssim(syn, train[best_j[i]], tuple(best_shift[i]))
 
     # 5. Cosine similarity of embeddings; flips are searched too (not every encoder is invariant).
     emb_cos = emb_idx = None

@@ -182,8 +182,8 @@ def _tokens(value: str) -> set[str]:
 
 
 def check_phi(
-    synthetic_root: Path,
-    train_root: Path,
+    synthetic_root: Path | None,
+    train_root: Path | None,
     train_patient_ids: Sequence[str | None],
     train_relpaths: Sequence[str],
     cfg: dict[str, Any],
@@ -191,19 +191,22 @@ def check_phi(
     """Check every file of the synthetic set against the training set's identifiers.
 
     Args:
-        synthetic_root: folder of the synthetic set (a MONAI datalist file's folder is used).
-        train_root: folder of the training set.
+        synthetic_root: folder of the synthetic set (a MONAI datalist file's folder is used);
+            None (an in-memory set) checks nothing.
+        train_root: folder of the training set; None collects no DICOM identifiers.
         train_patient_ids: ``Case.patient_id`` of the training cases.
         train_relpaths: ``Case.image_relpath`` of the training cases.
         cfg: the ``phi`` section of the audit config.
     """
+    if synthetic_root is None:
+        return PhiResult(n_dicom=0, n_files=0)
     syn_root = synthetic_root if synthetic_root.is_dir() else synthetic_root.parent
-    tr_root = train_root if train_root.is_dir() else train_root.parent
+    tr_root = None if train_root is None else (train_root if train_root.is_dir() else train_root.parent)
     ignore = {str(v).upper() for v in cfg["ignore_values"]}
     min_len = int(cfg["min_identifier_length"])
 
-    train_files = sorted(p for p in tr_root.rglob("*") if p.is_file() and is_dicom(p))
-    idents = training_identifiers(train_files, tr_root, ignore)
+    train_files = [] if tr_root is None else sorted(p for p in tr_root.rglob("*") if p.is_file() and is_dicom(p))
+    idents = training_identifiers(train_files, tr_root or Path("."), ignore)
     idents_long = {v: src for v, src in idents.items() if len(v) >= min_len}
     train_uids = {v for v in idents if re.fullmatch(r"[0-9.]+", v) and "." in v}
 
@@ -287,7 +290,7 @@ class _Needle:
 
 
 def _path_needles(
-    patient_ids: Sequence[str | None], relpaths: Sequence[str], root: Path, min_len: int, result: PhiResult
+    patient_ids: Sequence[str | None], relpaths: Sequence[str], root: Path | None, min_len: int, result: PhiResult
 ) -> list[tuple[_Needle, str]]:
     needles: list[tuple[_Needle, str]] = []
     seen: set[str] = set()
@@ -307,6 +310,6 @@ def _path_needles(
         if len(stem) >= max(min_len, 8) and stem not in seen:
             seen.add(stem)
             needles.append((_Needle(stem), "file name"))
-    root_s = str(Path(root).resolve())
-    needles.append((_Needle(root_s), "source path"))
+    if root is not None:
+        needles.append((_Needle(str(Path(root).resolve())), "source path"))
     return needles

@@ -331,7 +331,15 @@ def audit(
 
         # 8. PHI in the synthetic files.
         task = bar.add_task("PHI in synthetic files", total=None)
-        phi = check_phi(Path(sy.root), Path(tr.root), tr.patient_ids, tr.relpaths, cfg["phi"])
+        # Only sets read from disk have files to check (an in-memory list of cases has no root).
+        syn_root = getattr(ds["synthetic"], "root", None)
+        tr_root = getattr(ds["train"], "root", None)
+        if syn_root is None:
+            notes.append("PHI check of files skipped: the synthetic set was given in memory, not as files")
+        if tr_root is None:
+            notes.append("training DICOM identifiers not collected: the training set was given in memory")
+        phi = check_phi(None if syn_root is None else Path(syn_root), None if tr_root is None else Path(tr_root),
+                        tr.patient_ids, tr.relpaths, cfg["phi"])
         bar.update(task, total=1, completed=1)
         phi_out = {"n_dicom": phi.n_dicom, "n_files": phi.n_files, "counts": phi.counts,
                    "findings": [f.to_dict() for f in phi.findings[:500]], "n_findings": len(phi.findings),

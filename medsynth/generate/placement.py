@@ -121,6 +121,8 @@ def allowed_region(tissue: np.ndarray, spacing: tuple[float, float], occupied: n
     side = chest_wall_side(tissue)
     f = coarse_factor(shape)
     coarse_spacing = (spacing[0] * f, spacing[1] * f)
+    # Distances between block centres can exceed pixel distances by this much; added to margins.
+    slack = (f - 1) * float(np.hypot(spacing[0], spacing[1]))
     small = _reduce(tissue, f, keep_all=True)
     # Distance (mm) to the nearest non-tissue pixel, the image border counting as one; the chest
     # wall edge is treated separately below, so it is not border here.
@@ -130,11 +132,11 @@ def allowed_region(tissue: np.ndarray, spacing: tuple[float, float], occupied: n
     else:
         padded[:, -1] = padded[:, -2]
     skin_dist = ndimage.distance_transform_edt(padded, sampling=coarse_spacing)[1:-1, 1:-1]
-    allowed = small & (skin_dist >= settings.skin_margin_mm)
+    allowed = small & (skin_dist >= settings.skin_margin_mm + slack)
     if occupied is not None and np.any(occupied):
         busy = _reduce(np.asarray(occupied, dtype=bool), f, keep_all=False)
         near = ndimage.distance_transform_edt(~busy, sampling=coarse_spacing)
-        allowed &= near > settings.gap_mm
+        allowed &= near > settings.gap_mm + slack
     allowed = _expand(allowed, f, shape) & tissue
     if occupied is not None:
         allowed &= ~np.asarray(occupied, dtype=bool)

@@ -364,7 +364,7 @@ class LesionInpainter:
 
     # ------------------------------------------------------------------ inputs
     def _check_patches(self, images: Any, masks: Any) -> tuple[torch.Tensor, torch.Tensor, bool, bool]:
-        """Validate patches; return (x0 in [-1,1] (B,1,H,W), mask float (B,1,H,W), was_2d, was_numpy)."""
+        """Validate patches; return (patches in [0,1] (B,1,H,W), mask float (B,1,H,W), was_2d, was_numpy)."""
         was_numpy = not isinstance(images, torch.Tensor)
         img = torch.as_tensor(np.asarray(images) if was_numpy else images).detach().to("cpu", torch.float32)
         msk = torch.as_tensor(np.asarray(masks)) if not isinstance(masks, torch.Tensor) else masks.detach().cpu()
@@ -390,7 +390,7 @@ class LesionInpainter:
         empty = [i for i in range(msk.shape[0]) if not bool(msk[i].any())]
         if empty:
             raise InvalidMaskError(f"mask is empty for sample(s) {empty}")
-        return img.clamp(0, 1)[:, None] * 2.0 - 1.0, msk[:, None], was_2d, was_numpy
+        return img.clamp(0, 1)[:, None], msk[:, None], was_2d, was_numpy
 
     @staticmethod
     def _generators(batch: int, seeds: Sequence[int] | None, generator: torch.Generator | None) -> list[torch.Generator] | torch.Generator | None:
@@ -451,10 +451,11 @@ class LesionInpainter:
             InvalidImageError, InvalidMaskError: bad shapes, NaN, values outside [0, 1], empty mask.
         """
         # 1. Check inputs.
-        x0, mask, was_2d, was_numpy = self._check_patches(images, masks)
-        gens = self._generators(x0.shape[0], seeds, generator)
+        known01, mask, was_2d, was_numpy = self._check_patches(images, masks)
+        gens = self._generators(known01.shape[0], seeds, generator)
         device = self.device
-        x0, mask = x0.to(device), mask.to(device)
+        known01, mask = known01.to(device), mask.to(device)
+        x0 = known01 * 2.0 - 1.0
         # 2. Denoise.
         if self.config["conditional"]:
             x = self._sample_conditional(x0, mask, gens, num_inference_steps)
@@ -470,7 +471,8 @@ class LesionInpainter:
         mask_np = mask[:, 0].cpu().numpy() > 0.5
         weight = torch.from_numpy(np.stack([feather_weights(m, self.config["feather_px"]) for m in mask_np]))
         weight = weight[:, None].to(device)
-        x0_01 = (x0 + 1.0) / 2.0
+        # The input itself, not (x0 + 1) / 2: that float round trip is not exact for values below 0.5.
+        x0_01 = known01
         gen_01 = ((x.float() + 1.0) / 2.0).clamp(0, 1)
         out = torch.where(weight > 0, x0_01 + weight * (gen_01 - x0_01), x0_01).clamp(0, 1)[:, 0].cpu()
         if was_2d:
@@ -554,7 +556,8 @@ class LesionInpainter:
             timesteps: one timestep for all, one per sample, or None for a random one per sample.
             seed: base seed of the noise.
         """
-        x0, mask, _, _ = self._check_patches(images, masks)
+        known01, mask, _, _ = self._check_patches(images, masks)
+        x0 = known01 * 2.0 - 1.0
         B = x0.shape[0]
         gens = [torch.Generator("cpu").manual_seed(sample_seed(seed, i)) for i in range(B)]
         T = int(self.config["num_train_timesteps"])
