@@ -106,7 +106,7 @@ def test_inpainting_quick_run() -> None:
     from benchmarks.bench_inpainting import run
 
     rows = run(quick=True, n_lesions=2, sample_batch=2, n_train_phantoms=2, train_steps=1, batch_size=2,
-               repaint_timed_evals=1, repaint_fid={"num_inference_steps": 2, "jump_length": 1, "jump_n_sample": 1},
+               repaint_fid={"num_inference_steps": 2, "jump_length": 1, "jump_n_sample": 1},
                num_inference_steps=2)
     _check_rows(rows, "inpainting")
     by = {r["metric"]: r["value"] for r in rows}

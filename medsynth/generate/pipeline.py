@@ -204,7 +204,15 @@ def _dist_context(rank: int | None, world_size: int | None,
         from accelerate import PartialState
 
         state = PartialState()
-        return state.process_index, state.num_processes, state.wait_for_everyone, state.device
+        if state.num_processes > 1:
+            return state.process_index, state.num_processes, state.wait_for_everyone, state.device
+        # Launched by torchrun/accelerate without a device accelerate distributes over (CPU only):
+        # the environment still names the processes, so use torch.distributed with gloo directly.
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        return dist.get_rank(), dist.get_world_size(), dist.barrier, None
     rank = 0 if rank is None else int(rank)
     world_size = 1 if world_size is None else int(world_size)
     if world_size < 1 or not 0 <= rank < world_size:

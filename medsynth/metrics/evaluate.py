@@ -148,7 +148,7 @@ def evaluate(
     """
     from medsynth.config import deep_update, load_config
     from medsynth.metrics import fidelity
-    from medsynth.metrics.features import DEFAULT_CACHE_DIR, FID_WEIGHTS_FILE, get_extractor, inception_extractor
+    from medsynth.metrics.features import FID_WEIGHTS_FILE, default_cache_dir, get_extractor, inception_extractor
     from medsynth.metrics.images import load_image_set
 
     # 1. Settings
@@ -160,7 +160,7 @@ def evaluate(
         cfg = deep_update(base, config)
     else:
         cfg = load_config(config, kind="evaluate")
-    cache_dir = Path(cache_dir if cache_dir is not None else cfg.get("cache_dir") or DEFAULT_CACHE_DIR).expanduser()
+    cache_dir = Path(cache_dir if cache_dir is not None else cfg.get("cache_dir") or default_cache_dir()).expanduser()
     t0 = time.perf_counter()
 
     # 2. Check and read the inputs

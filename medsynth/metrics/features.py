@@ -41,6 +41,13 @@ from medsynth.errors import ConfigError, InvalidImageError, InvalidModelError, M
 from medsynth.metrics._progress import progress_bar
 
 DEFAULT_CACHE_DIR = Path("~/.cache/medsynth/features")
+
+
+def default_cache_dir() -> Path:
+    """Where trained encoders and real-set features are cached: ``$MEDSYNTH_CACHE_DIR/features`` when
+    that variable is set (tests and CI use a private folder), else ``~/.cache/medsynth/features``."""
+    env = os.environ.get("MEDSYNTH_CACHE_DIR")
+    return (Path(env) / "features") if env else DEFAULT_CACHE_DIR.expanduser()
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 
 
@@ -348,7 +355,7 @@ def domain_extractor(
         raise InvalidImageError(f"the domain encoder needs at least 2 real images, got {len(real)}")
     small = _resize_stack(real, cfg["input_px"])
     key = content_hash(small, extra=json.dumps(cfg, sort_keys=True) + "domain-v1")
-    folder = Path(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR).expanduser() / f"domain-{key}"
+    folder = Path(cache_dir if cache_dir is not None else default_cache_dir()).expanduser() / f"domain-{key}"
     weights = folder / "model.safetensors"
     model = DomainEncoder(cfg["width"])
     if weights.exists():

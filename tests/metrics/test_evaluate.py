@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from medsynth.errors import InvalidDatasetError, InvalidImageError, MedsynthError
+from medsynth.errors import InvalidImageError, MedsynthError
 from medsynth.metrics.evaluate import EvaluationResult, evaluate
 
 FAST = {"kid_subsets": 10, "ms_ssim_pairs": 20, "image_px": 64, "domain": {"steps": 30, "batch_size": 16}}
@@ -66,3 +66,19 @@ def test_evaluate_phantom_datasets_with_domain_features(tmp_path, phantom_sets):
     assert again.meta["feature_extractor"]["cache_hit"] is True  # encoder trained once per real set
     assert again.meta["real_feature_cache"]["misses"] == 0
     assert again["roi_fid"]["feature_extractor"] == res["roi_fid"]["feature_extractor"]
+
+
+@pytest.mark.slow
+def test_evaluate_adds_fid_inception_when_weights_given(tmp_path, textures):
+    import torch
+
+    from medsynth.metrics.features import FIDInceptionV3
+
+    torch.manual_seed(0)
+    state = {k: v for k, v in FIDInceptionV3().state_dict().items() if not k.endswith("num_batches_tracked")}
+    weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    torch.save(state, weights)
+    res = evaluate(textures(6, 64, seed=1), textures(6, 64, seed=2), features="random", inception_weights=weights,
+                   cache_dir=tmp_path, config=FAST, progress=False)
+    assert res["fid_inception"]["computed"] is True and res["fid_inception"]["value"] >= 0
+    assert res["fid_inception"]["feature_extractor"] == "fid-inception-v3"
