@@ -8,26 +8,53 @@ comparison meaningless, so the audit stops with :class:`~medsynth.errors.AuditIn
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 from medsynth.audit.prepare import PreparedSet
 from medsynth.errors import AuditInputError
 
 
+def dicom_patient_id(path: Path) -> str | None:
+    """The PatientID in a DICOM file's header (None for other formats or an empty value).
+
+    Raises:
+        InvalidDatasetError: a DICOM file whose header cannot be read.
+    """
+    from medsynth.audit.phi import _read, is_dicom
+
+    path = Path(path)
+    if not path.is_file() or not is_dicom(path):
+        return None
+    value = str(getattr(_read(path), "PatientID", "") or "").strip()
+    return value or None
+
+
 def check_patient_ids(train: Sequence[Any], holdout: Sequence[Any], holdout_root: Any, max_listed: int = 5) -> None:
-    """Raise when a ``Case.patient_id`` is in both sets (cheap: no pixels are read).
+    """Raise when a patient is in both sets, by ``Case.patient_id`` or by the DICOM PatientID of
+    the images (headers only: no pixels are read).
 
     Raises:
         AuditInputError: naming the shared patients and where they are.
     """
+    def ids(case: Any) -> list[str]:
+        out = []
+        if case.patient_id not in (None, ""):
+            out.append(f"patient {str(case.patient_id)!r}")
+        pid = dicom_patient_id(case.image.path)
+        if pid is not None:
+            out.append(f"DICOM PatientID {pid!r}")
+        return out
+
     tr_pat: dict[str, str] = {}
     for case in train:
-        if case.patient_id not in (None, ""):
-            tr_pat.setdefault(str(case.patient_id), case.image_relpath)
+        for key in ids(case):
+            tr_pat.setdefault(key, case.image_relpath)
     shared = [
-        f"patient {str(c.patient_id)!r} (train {tr_pat[str(c.patient_id)]}, holdout {c.image_relpath})"
-        for c in holdout
-        if c.patient_id not in (None, "") and str(c.patient_id) in tr_pat
+        f"{key} (train {tr_pat[key]}, holdout {case.image_relpath})"
+        for case in holdout
+        for key in ids(case)
+        if key in tr_pat
     ]
     _refuse(shared, holdout_root, max_listed)
 

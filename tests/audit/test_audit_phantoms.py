@@ -89,3 +89,20 @@ def test_domain_embedding_space(phantom_sets, tmp_path):
     exact = next(m for m in flagged["images/S_00900_copy.png"]["matches"] if m["scope"] == "image")
     assert exact["embedding_cosine"] == pytest.approx(1.0, abs=1e-4)
     assert any(p.name.startswith("domain-") for p in tmp_path.iterdir())  # cached where asked
+
+
+def test_shared_dicom_patient_id_refused(phantom_sets, tmp_path):
+    """Different CSV patient IDs, but one holdout DICOM carries a training PatientID: refused."""
+    import shutil
+
+    import pydicom
+
+    holdout = tmp_path / "holdout"
+    shutil.copytree(phantom_sets["holdout"], holdout)
+    train_id = pydicom.dcmread(sorted(phantom_sets["train"].rglob("000000.dcm"))[0]).PatientID
+    victim = sorted(holdout.rglob("000000.dcm"))[0]
+    ds = pydicom.dcmread(victim)
+    ds.PatientID = train_id
+    ds.save_as(victim)
+    with pytest.raises(AuditInputError, match="DICOM PatientID"):
+        audit(phantom_sets["train"], phantom_sets["synthetic"], holdout, config=FAST, progress=False)

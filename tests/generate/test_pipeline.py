@@ -347,3 +347,12 @@ def test_generate_is_importable_from_the_package():
     from medsynth.generate import generate as exported
 
     assert exported is generate
+
+
+def test_top_level_api_stays_callable(tmp_path, model, phantom_root):
+    import medsynth
+
+    first, second = medsynth.generate, medsynth.generate  # the second is the (callable) package
+    for i, fn in enumerate((first, second)):
+        r = fn(model, phantom_root, "shapes", 1, tmp_path / f"o{i}", "png", **OPTS)
+        assert r.generated == 1
