@@ -5,6 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.medsynth-installed
 
+NNUNET_STAMP := .nnunet-deps/.installed
+# nnU-Net's own dataset check runs in the tests; nnunetv2's dependencies would pull a CUDA torchvision,
+# so only what `verify_dataset_integrity` imports is installed, without dependencies, beside the venv.
+NNUNET_PKGS := nnunetv2 batchgenerators acvl-utils SimpleITK pandas python-dateutil pytz tzdata six yacs \
+	blosc2 numexpr msgpack ndindex py-cpuinfo connected-components-3d requests httpx httpcore h11 anyio sniffio
+
 .PHONY: setup demo test test-all clean
 
 $(STAMP): pyproject.toml
@@ -17,14 +23,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+$(NNUNET_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps --target .nnunet-deps $(NNUNET_PKGS)
+	touch $(NNUNET_STAMP)
+
 demo: setup
 	$(BIN)/medsynth demo
 
-test: setup
+test: setup $(NNUNET_STAMP)
 	$(BIN)/python -m pytest
 
-test-all: setup
+test-all: setup $(NNUNET_STAMP)
 	$(BIN)/python -m pytest -m ""
 
 clean:
-	rm -rf $(VENV) demo-output
+	rm -rf $(VENV) .nnunet-deps demo-output

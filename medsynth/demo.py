@@ -134,8 +134,7 @@ def run_demo(
             format=gcfg["format"], seed=seed, num_inference_steps=int(gcfg["num_inference_steps"]),
             overwrite=overwrite, progress=progress,
         )
-        # The nnU-Net dataset.json is the set's index: load_dataset reads it directly.
-        res.paths["synthetic"] = gen.out / gen.index_files[0] if gen.index_files else gen.out
+        res.paths["synthetic"] = gen.out  # load_dataset reads a generate output folder as it is
         res.figures["cases_per_s"] = round(gen.generated / max(gen.seconds, 1e-9), 3)
 
     # 5. Fidelity and downstream utility against real (phantom) test data.

@@ -255,6 +255,9 @@ def load_dataset(path: str | Path, *, key: str = "training", base_dir: str | Pat
         InvalidMaskError: a mask's shape differs from its image's.
         InvalidImageError: an image or mask header is unreadable.
     """
+    output_index = _generate_output_index(Path(path))
+    if output_index is not None:
+        return _rerooted(load_dataset(output_index, key=key), Path(path))
     layout, root, index = detect_layout(path)
     if layout == "cbis-ddsm":
         return _load_cbis(root, [index] if index else sorted(root.glob("*case_description*.csv")))
@@ -265,6 +268,43 @@ def load_dataset(path: str | Path, *, key: str = "training", base_dir: str | Pat
         return _load_nnunet(root, index)
     assert index is not None
     return _load_monai(index, key=key, base_dir=Path(base_dir) if base_dir is not None else None)
+
+
+def _generate_output_index(path: Path) -> Path | None:
+    """The index file inside a ``medsynth generate`` output folder (``manifest.json`` beside the data),
+    for the formats whose folder is not itself a layout: nnU-Net (``DatasetXXX_Name/dataset.json``)
+    and MONAI (``datalist.json`` beside ``images/`` and ``labels/``, which would otherwise be read as
+    a ``folder`` without masks). None for anything else."""
+    manifest = path / "manifest.json"
+    if not (path.is_dir() and manifest.is_file()):
+        return None
+    data = _read_json(manifest)
+    if not (isinstance(data, dict) and "manifest_version" in data and "format" in data):
+        return None
+    if data["format"] == "nnunet":
+        candidates = sorted(path.glob("Dataset*/dataset.json"))
+    elif data["format"] == "monai":
+        candidates = [c for c in [path / "datalist.json"] if c.is_file()]
+    else:
+        return None
+    if len(candidates) != 1:
+        raise InvalidDatasetError(
+            f"is a medsynth {data['format']} output but holds {len(candidates)} index files "
+            f"({', '.join(str(c.relative_to(path)) for c in candidates) or 'none'}); pass the one to use",
+            path,
+        )
+    return candidates[0]
+
+
+def _rerooted(ds: Dataset, root: Path) -> Dataset:
+    """The same cases with paths relative to ``root`` (a generate output folder holding the dataset),
+    so reports name files as they sit in the folder that is released, manifest included."""
+    cases = []
+    for case in ds:
+        rel = (ds.root / case.image_relpath).relative_to(root).as_posix() if case.image_relpath else ""
+        cases.append(Case(case.case_id, case.image, case.mask, case.patient_id, rel, case.metadata))
+    return Dataset(root, ds.layout, cases, index_file=ds.index_file,
+                   metadata={**ds.metadata, "generate_output": True})
 
 
 # --------------------------------------------------------------------------- CBIS-DDSM

@@ -3,15 +3,10 @@
 nibabel and MONAI (``load_decathlon_datalist`` + ``LoadImaged``) for NIfTI, pydicom + highdicom for
 the DICOM image and SEG (and ``dciodvfy`` when installed), Pillow for PNG, the documented nnU-Net v2
 raw-format rules in-tree, and nnU-Net's own ``verify_dataset_integrity`` in its separate environment
-when one exists. That environment (nnunetv2 pulls torchvision and timm, which break the CPU torch
-of the main venv, so it lives apart) is built with::
-
-    python3 -m venv .venv-nnunet
-    .venv-nnunet/bin/pip install --no-deps nnunetv2 batchgenerators acvl-utils
-    .venv-nnunet/bin/pip install torch==2.13.0 numpy pandas SimpleITK nibabel scikit-image \
-        blosc2 connected-components-3d yacs tqdm
-
-or point ``$MEDSYNTH_NNUNET_PYTHON`` at a Python that has nnunetv2.
+when it is available. nnunetv2's dependencies pull torchvision and timm, which break the CPU torch
+of the main venv, so ``make test`` installs nnunetv2 and only what its dataset check imports into
+``.nnunet-deps`` (``pip install --no-deps --target``) and the test puts that folder on the main
+venv's PYTHONPATH. A separate environment also works: ``.venv-nnunet`` or ``$MEDSYNTH_NNUNET_PYTHON``.
 """
 
 from __future__ import annotations
@@ -190,13 +185,26 @@ def test_nnunet_layout_follows_documented_rules(tmp_path):
     assert any("missing image" in p for p in check_nnunet_raw_format(root))
 
 
-def nnunet_python() -> str | None:
-    """The Python of the separate nnU-Net environment ($MEDSYNTH_NNUNET_PYTHON or .venv-nnunet)."""
+NNUNET_DEPS = Path(__file__).resolve().parents[2] / ".nnunet-deps"
+
+
+def nnunet_command() -> tuple[str, dict[str, str]] | None:
+    """How to run nnU-Net's own code: a Python that has nnunetv2, and extra environment variables.
+
+    nnunetv2 cannot live in the main venv (its dependencies pull a CUDA torchvision), so either
+    ``$MEDSYNTH_NNUNET_PYTHON`` / ``.venv-nnunet`` is a separate environment, or ``.nnunet-deps``
+    (made by ``make test``: nnunetv2 and the few packages its dataset check imports, installed
+    with ``--no-deps``) is put on the main venv's PYTHONPATH.
+    """
     env = os.environ.get("MEDSYNTH_NNUNET_PYTHON")
     if env:
-        return env if Path(env).exists() else None
+        return (env, {}) if Path(env).exists() else None
     local = Path(__file__).resolve().parents[2] / ".venv-nnunet" / "bin" / "python"
-    return str(local) if local.exists() else None
+    if local.exists():
+        return str(local), {}
+    if (NNUNET_DEPS / "nnunetv2").is_dir():
+        return sys.executable, {"PYTHONPATH": str(NNUNET_DEPS)}
+    return None
 
 
 NNUNET_CHECK = """
@@ -219,14 +227,15 @@ except Exception as e:
 """
 
 
-@pytest.mark.skipif(nnunet_python() is None, reason="no nnU-Net environment (.venv-nnunet or $MEDSYNTH_NNUNET_PYTHON); "
+@pytest.mark.skipif(nnunet_command() is None, reason="no nnU-Net environment (.nnunet-deps, .venv-nnunet or $MEDSYNTH_NNUNET_PYTHON); "
                     "nnunetv2 cannot live in the main venv (it pulls torchvision)")
 def test_nnunet_verify_dataset_integrity(tmp_path):
     writer, _, cases = write_dataset("nnunet", tmp_path)
     label_file = tmp_path / next(iter(cases.values()))[2]["label"]
+    python, extra_env = nnunet_command()
     env = dict(os.environ, nnUNet_raw=str(tmp_path), nnUNet_preprocessed=str(tmp_path / "pre"),
-               nnUNet_results=str(tmp_path / "res"))
-    proc = subprocess.run([nnunet_python(), "-c", NNUNET_CHECK, str(tmp_path / writer.folder), str(label_file)],
+               nnUNet_results=str(tmp_path / "res"), **extra_env)
+    proc = subprocess.run([python, "-c", NNUNET_CHECK, str(tmp_path / writer.folder), str(label_file)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "NNUNET_VERIFY_OK" in proc.stdout, proc.stdout[-2000:]
