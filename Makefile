@@ -28,7 +28,7 @@ $(NNUNET_STAMP): $(STAMP)
 	touch $(NNUNET_STAMP)
 
 demo: setup
-	$(BIN)/medsynth demo
+	$(BIN)/medsynth demo --out demo-output --overwrite
 
 test: setup $(NNUNET_STAMP)
 	$(BIN)/python -m pytest

@@ -76,9 +76,7 @@ def run_demo(
 
     cfg = demo_config(config, quick)
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError("output folder is not empty; pass overwrite=True (--overwrite) to replace it", out)
-    out.mkdir(parents=True, exist_ok=True)
+    _prepare_output(out, overwrite)
     res = DemoResult(out=out)
     seed = int(cfg["seed"])
     pcfg = cfg["phantoms"]
@@ -158,7 +156,8 @@ def run_demo(
     with step("audit", "Auditing the synthetic set for privacy"):
         au = audit(
             res.paths["data_train"], res.paths["synthetic"], res.paths["data_holdout"],
-            model=model_dir if cfg["audit"]["use_model"] else None, progress=progress,
+            model=model_dir if cfg["audit"]["use_model"] else None, config=cfg["audit"].get("config") or None,
+            progress=progress,
         )
         au.to_json(out / "audit.json")
         au.save_html(out / "audit.html")
@@ -167,6 +166,35 @@ def run_demo(
 
     (out / "demo-summary.json").write_text(json.dumps(res.to_dict(), indent=2))
     return res
+
+
+MARKER = ".medsynth-demo"
+OUTPUTS = ("data", "model", "adapter-site-b", "adapter-site-b-dp", "synthetic", "evaluation.json", "utility.json",
+           "evaluation.html", "audit.json", "audit.html", "demo-summary.json")
+
+
+def _prepare_output(out: Path, overwrite: bool) -> None:
+    """Create ``out``; with ``overwrite``, remove what an earlier demo wrote there (and nothing else).
+
+    A non-empty folder that an earlier demo did not make (no marker file) is refused either way, so
+    the demo never deletes a user's files.
+    """
+    import shutil
+
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise OutputExistsError("output folder is not empty; pass --overwrite to replace an earlier demo's output", out)
+        if not (out / MARKER).is_file():
+            raise OutputExistsError(f"output folder is not empty and holds no earlier demo output ({MARKER} missing); "
+                                    "choose another --out", out)
+        for name in OUTPUTS:
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("made by medsynth demo; --overwrite replaces this folder's demo outputs\n")
 
 
 class _Timer:

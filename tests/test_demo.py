@@ -27,9 +27,12 @@ def test_demo_quick_end_to_end(tmp_path):
     assert dataset_json["numTraining"] == 8
 
 
-def test_demo_refuses_non_empty_output(tmp_path):
+def test_demo_never_deletes_a_users_files(tmp_path):
     (tmp_path / "keep.txt").write_text("user data")
-    res = subprocess.run([sys.executable, "-m", "medsynth", "demo", "--quick", "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 2 and "Traceback" not in res.stderr
+    for extra in ([], ["--overwrite"]):  # --overwrite only replaces an earlier demo's output
+        res = subprocess.run([sys.executable, "-m", "medsynth", "demo", "--quick", "--out", str(tmp_path), *extra],
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert str(tmp_path) in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
     assert (tmp_path / "keep.txt").read_text() == "user data"
