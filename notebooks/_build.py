@@ -57,7 +57,7 @@ plt.show()'''),
                           "plausible masses; on the command line this is `medsynth train DATA --out MODEL`."),
         new_code_cell('''steps = 20 if QUICK else 600
 model = medsynth.train(ds, WORK / "model", steps=steps, batch_size=8 if QUICK else 32, progress=not QUICK)
-print(model.model_card["steps"], "steps; model saved in", WORK / "model")'''),
+print(model.model_card["training"]["steps"], "steps, final loss", round(model.model_card["training"]["final_loss"], 4), "| saved in", WORK / "model")'''),
         new_markdown_cell("## 4. Paint a lesion into a mask on a lesion-free image"),
         new_code_cell('''from skimage.draw import ellipse
 
