@@ -37,7 +37,9 @@ class DPSettings:
         max_grad_norm: per-sample gradient clipping bound C.
         secure_mode: cryptographically secure noise (needs torchcsprng); exact resume is then impossible.
         accountant: "rdp" or "prv".
-        grad_sample_mode: opacus' per-sample gradient mode ("hooks" works on the UNet).
+        grad_sample_mode: opacus' per-sample gradient mode. "functorch" (default) is exact on the UNet;
+            "hooks" (faster) returns zero per-sample gradients for convs fed by diffusers' attention
+            blocks, whose outputs are channels_last in memory (opacus 1.6; benchmarks/bench_dp.py).
     """
 
     target_epsilon: float = 8.0
@@ -45,7 +47,7 @@ class DPSettings:
     max_grad_norm: float = 1.0
     secure_mode: bool = False
     accountant: str = "rdp"
-    grad_sample_mode: str = "hooks"
+    grad_sample_mode: str = "functorch"
 
     @classmethod
     def from_any(cls, dp: Any, defaults: dict[str, Any] | None = None) -> "DPSettings | None":
