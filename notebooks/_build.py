@@ -127,6 +127,16 @@ leaky_result = medsynth.audit(train, leaky, holdout, progress=not QUICK)
 print("verdict:", leaky_result.verdict)
 for f in leaky_result.memorization["flagged"]:
     print(f["synthetic"], "<->", f["nearest_train"])'''),
+        new_markdown_cell("Each flagged synthetic image beside the training image it copies:"),
+        new_code_cell('''flagged = leaky_result.memorization["flagged"]
+fig, axes = plt.subplots(len(flagged), 2, figsize=(6, 3 * len(flagged)), squeeze=False)
+for (a_syn, a_train), f in zip(axes, flagged):
+    a_syn.imshow(medsynth.load_scan(leaky / f["synthetic"]).unit_pixels(), cmap="gray")
+    a_syn.set_title("synthetic: " + f["synthetic"], fontsize=8)
+    a_train.imshow(medsynth.load_scan(Path(train) / f["nearest_train"]).unit_pixels(), cmap="gray")
+    a_train.set_title("training: " + f["nearest_train"], fontsize=8)
+    a_syn.axis("off"); a_train.axis("off")
+plt.tight_layout(); plt.show()'''),
         new_markdown_cell("## 3. Each check and its threshold\n\n"
                           "- **memorization**: nearest training image of every synthetic image (whole image and lesion "
                           "ROIs) by normalized cross-correlation, SSIM and self-supervised embeddings invariant to flips, "

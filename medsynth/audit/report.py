@@ -28,11 +28,10 @@ img{max-width:100%}code,pre{background:#f6f6f6;font-size:.85em}pre{padding:.6em;
 
 
 def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
+    # Figures are matplotlib.figure.Figure objects, not pyplot's: nothing to close, and the caller's
+    # backend (Jupyter's inline one, say) is left alone.
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=72, bbox_inches="tight")
-    plt.close(fig)
     return '<img alt="figure" src="data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode("ascii") + '">'
 
 
@@ -46,13 +45,11 @@ def _fmt(v: Any) -> str:
 
 def pairs_figure(pairs: list[dict[str, Any]]) -> str:
     """Side-by-side grid: each row a synthetic sample (aligned by its matched flip/zoom) and its nearest training one."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     n = len(pairs)
-    fig, axes = plt.subplots(n, 2, figsize=(5.2, 2.4 * n), squeeze=False)
+    fig = Figure(figsize=(5.2, 2.4 * n))
+    axes = fig.subplots(n, 2, squeeze=False)
     for row, p in zip(axes, pairs):
         row[0].imshow(p["synthetic_image"], cmap="gray")
         row[1].imshow(p["train_image"], cmap="gray")
@@ -69,12 +66,10 @@ def pairs_figure(pairs: list[dict[str, Any]]) -> str:
 
 def histogram_figure(syn: np.ndarray, hold: np.ndarray, scope: str) -> str:
     """Histograms of synthetic→train and holdout→train nearest-neighbour distances."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3))
+    fig = Figure(figsize=(5.5, 3))
+    ax = fig.subplots()
     lo, hi = float(min(syn.min(), hold.min())), float(max(syn.max(), hold.max()))
     bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 30)
     ax.hist(hold, bins=bins, alpha=0.6, label=f"holdout → train (n={len(hold)})", density=True, color="#4c72b0")
@@ -88,12 +83,10 @@ def histogram_figure(syn: np.ndarray, hold: np.ndarray, scope: str) -> str:
 
 def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float]]) -> str:
     """ROC curves of the membership-inference attacks (linear axes, and log FPR for the low-FPR regime)."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.4))
+    fig = Figure(figsize=(8.5, 3.4))
+    axes = fig.subplots(1, 2)
     for name, (fpr, tpr, auc) in curves.items():
         for ax in axes:
             ax.step(fpr, tpr, where="post", label=f"{name} (AUC {auc:.3f})")

@@ -25,11 +25,9 @@ img.fig{max-width:100%;border:1px solid #eee}
 
 
 def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
+    # A matplotlib.figure.Figure (not pyplot's): nothing to close, the caller's backend is left alone.
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -38,9 +36,6 @@ def _img(fig: Any, alt: str) -> str:
 
 
 def _figure(*args: Any, **kwargs: Any) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
     return Figure(*args, **kwargs)

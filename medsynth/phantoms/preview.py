@@ -30,10 +30,7 @@ def sample_sheet(
     Returns:
         the PNG path.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     if phantoms is None:
         phantoms = [
@@ -41,7 +38,8 @@ def sample_sheet(
             for k in range(8)
         ]
     cols = len(phantoms)
-    fig, axes = plt.subplots(2, cols, figsize=(2.2 * cols, 5.6), gridspec_kw={"height_ratios": [1.25, 1]})
+    fig = Figure(figsize=(2.2 * cols, 5.6))
+    axes = fig.subplots(2, cols, gridspec_kw={"height_ratios": [1.25, 1]})
     axes = np.atleast_2d(axes).reshape(2, cols)
     for k, ph in enumerate(phantoms):
         top, zoom = axes[0, k], axes[1, k]
@@ -71,6 +69,5 @@ def sample_sheet(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}")
     fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
     tmp.replace(path)
     return path
