@@ -41,12 +41,12 @@ def deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(name_or_path: str | Path | None = None, kind: str | None = None) -> dict[str, Any]:
+def load_config(name_or_path: str | Path | dict[str, Any] | None = None, kind: str | None = None) -> dict[str, Any]:
     """Load a config.
 
     Args:
-        name_or_path: a packaged config name (``"train"``) or a path to a YAML file; None gives the
-            default of ``kind``.
+        name_or_path: a packaged config name (``"train"``), a path to a YAML file, or a dict of
+            settings (as a notebook passes them); None gives the default of ``kind``.
         kind: the packaged default to start from (``"train"``, ``"generate"``, ...). Keys of the
             user file that the default lacks are refused, so a typo does not pass silently.
 
@@ -58,14 +58,17 @@ def load_config(name_or_path: str | Path | None = None, kind: str | None = None)
         base = _read_yaml(CONFIG_DIR / f"{kind}.yaml")
     if name_or_path is None:
         return base
-    path = Path(name_or_path)
-    if not path.suffix and not path.exists():
-        path = CONFIG_DIR / f"{name_or_path}.yaml"
-    user = _read_yaml(path)
+    if isinstance(name_or_path, dict):
+        user, path = name_or_path, None
+    else:
+        path = Path(name_or_path)
+        if not path.suffix and not path.exists():
+            path = CONFIG_DIR / f"{name_or_path}.yaml"
+        user = _read_yaml(path)
     if kind is not None:
         unknown = _unknown_keys(base, user)
         if unknown:
-            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(base)}", path)
+            raise ConfigError(f"unknown setting(s) {', '.join(unknown)} in the {kind} config; known: {', '.join(base)}", path)
     return deep_update(base, user)
 
 

@@ -39,7 +39,7 @@ class DemoResult:
 
 def demo_config(config: str | Path | dict[str, Any] | None = None, quick: bool = False) -> dict[str, Any]:
     """The demo's settings: ``configs/demo.yaml``, a user file over it, then the ``quick`` overrides."""
-    cfg = load_config(config, kind="demo") if not isinstance(config, dict) else deep_update(load_config(kind="demo"), config)
+    cfg = load_config(config, kind="demo")
     quick_overrides = cfg.pop("quick", {})
     return deep_update(cfg, quick_overrides) if quick else cfg
 

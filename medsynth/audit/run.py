@@ -33,7 +33,7 @@ from medsynth.audit.memorization import ScopeResult, make_embedder, nearest_trai
 from medsynth.audit.patients import check_disjoint, check_patient_ids
 from medsynth.audit.phi import check_phi
 from medsynth.audit.prepare import PreparedSet, as_dataset, prepare
-from medsynth.config import deep_update, load_config
+from medsynth.config import load_config
 from medsynth.errors import ConfigError, InvalidModelError
 
 OCR_NOTE = (
@@ -159,23 +159,7 @@ def resolve_config(config: str | Path | dict[str, Any] | None) -> dict[str, Any]
     Raises:
         ConfigError: unknown keys or an unreadable file.
     """
-    if config is None or isinstance(config, (str, Path)):
-        return load_config(config, kind="audit")
-    base = load_config(None, kind="audit")
-    unknown = _unknown(base, config)
-    if unknown:
-        raise ConfigError(f"unknown audit setting(s) {', '.join(unknown)}")
-    return deep_update(base, config)
-
-
-def _unknown(base: dict[str, Any], user: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for k, v in user.items():
-        if k not in base:
-            out.append(prefix + k)
-        elif isinstance(v, dict) and isinstance(base[k], dict) and base[k]:
-            out += _unknown(base[k], v, prefix + k + ".")
-    return out
+    return load_config(config, kind="audit")
 
 
 @contextlib.contextmanager
