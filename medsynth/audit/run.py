@@ -19,8 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from medsynth.audit.patients import check_disjoint, check_patient_ids
 from medsynth.audit.phi import check_phi
 from medsynth.audit.prepare import PreparedSet, as_dataset, prepare
 from medsynth.config import load_config
+from medsynth.io.writers.atomic import atomic_write_text
 from medsynth.errors import ConfigError, InvalidModelError
 
 OCR_NOTE = (
@@ -93,7 +92,7 @@ class AuditResult:
     def to_json(self, path: str | Path) -> Path:
         """Write the JSON report atomically; returns the path."""
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
-        return _atomic_write_text(Path(path), text)
+        return atomic_write_text(Path(path), text)
 
     def to_html(self) -> str:
         """The one-file HTML report (figures inlined as base64 PNG)."""
@@ -103,7 +102,7 @@ class AuditResult:
 
     def save_html(self, path: str | Path) -> Path:
         """Write the HTML report atomically; returns the path."""
-        return _atomic_write_text(Path(path), self.to_html())
+        return atomic_write_text(Path(path), self.to_html())
 
     def _repr_html_(self) -> str:
         from medsynth.audit.report import render_html
@@ -113,24 +112,6 @@ class AuditResult:
     def __repr__(self) -> str:
         failed = [c["name"] for c in self.checks if not c["passed"]]
         return f"AuditResult(verdict={self.verdict!r}, checks={len(self.checks)}, failed={failed})"
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        # mkstemp creates the file private (0600); a report is an ordinary file (umask applies).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _jsonable(obj: Any) -> Any:

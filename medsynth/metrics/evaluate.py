@@ -18,9 +18,8 @@ on both (it is biased and unstable with few samples).
 
 from __future__ import annotations
 
+
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,21 +28,7 @@ from typing import Any
 import numpy as np
 
 from medsynth.errors import ConfigError, InvalidImageError
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+from medsynth.io.writers.atomic import atomic_write_text
 
 
 @dataclass
