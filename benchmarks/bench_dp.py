@@ -21,7 +21,6 @@ strided, which is what diffusers' attention blocks output; the rows name the par
 
 from __future__ import annotations
 
-import argparse
 import copy
 import statistics
 import time
@@ -29,6 +28,11 @@ import warnings
 from typing import Any
 
 import torch
+
+try:  # run as a module (python -m benchmarks.X) or as a script
+    from benchmarks._common import quick_main
+except ImportError:  # pragma: no cover
+    from _common import quick_main
 
 BENCH = "dp"
 MODES = ("hooks", "functorch", "ew")
@@ -221,14 +225,7 @@ def run(quick: bool = False, **overrides: Any) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    for r in run(quick=args.quick):
-        v = r["value"]
-        print(f"{r['metric']:<40} {v:>12.4g} {r['unit']:<5} {r['note']}" if isinstance(v, float)
-              else f"{r['metric']:<40} {v!s:>12} {r['unit']:<5} {r['note']}")
-    return 0
+    return quick_main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

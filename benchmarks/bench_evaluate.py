@@ -25,6 +25,11 @@ from typing import Any
 
 import numpy as np
 
+try:  # run as a module (python -m benchmarks.X) or as a script
+    from benchmarks._common import print_rows
+except ImportError:  # pragma: no cover
+    from _common import print_rows
+
 SETTINGS: dict[str, dict[str, Any]] = {
     "quick": {"n_embed": 32, "n_inception": 8, "size": (256, 208), "n_real": 20, "n_syn": 40, "n_test": 20,
               "steps": 60, "seeds": 1, "domain_images": 64},
@@ -120,8 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     rows = run(quick=args.quick, model=args.model)
-    for r in rows:
-        print(f"{r['metric']:<38} {r['value']:>10.4g} {r['unit']:<9} {r['note']}")
+    print_rows(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

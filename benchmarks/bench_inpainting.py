@@ -29,7 +29,6 @@ than the published one (``repaint_fid``), which the rows name: at the published 
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -38,6 +37,11 @@ from typing import Any
 
 import numpy as np
 import torch
+
+try:  # run as a module (python -m benchmarks.X) or as a script
+    from benchmarks._common import quick_main
+except ImportError:  # pragma: no cover
+    from _common import quick_main
 
 BENCH = "inpainting"
 
@@ -222,7 +226,6 @@ def run(quick: bool = False, **overrides: Any) -> list[dict[str, Any]]:
     from medsynth.models.training import train
 
     s = {**SETTINGS["quick" if quick else "full"], **overrides}
-    mode = "quick" if quick else "full"
     rows: list[dict[str, Any]] = []
 
     def row(metric: str, value: Any, unit: str, note: str = "") -> None:
@@ -320,14 +323,7 @@ def run(quick: bool = False, **overrides: Any) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    for r in run(quick=args.quick):
-        v = r["value"]
-        print(f"{r['metric']:<44} {v:>12.4g} {r['unit']:<6} {r['note']}" if isinstance(v, float)
-              else f"{r['metric']:<44} {v!s:>12} {r['unit']:<6} {r['note']}")
-    return 0
+    return quick_main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

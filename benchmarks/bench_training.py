@@ -23,7 +23,6 @@ reported beside the gap.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -31,6 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+try:  # run as a module (python -m benchmarks.X) or as a script
+    from benchmarks._common import quick_main
+except ImportError:  # pragma: no cover
+    from _common import quick_main
 
 BENCH = "training"
 
@@ -207,14 +211,7 @@ def _native_bf16() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    for r in run(quick=args.quick):
-        v = r["value"]
-        print(f"{r['metric']:<44} {v:>12.4g} {r['unit']:<8} {r['note']}" if isinstance(v, float)
-              else f"{r['metric']:<44} {v!s:>12} {r['unit']:<8} {r['note']}")
-    return 0
+    return quick_main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -9,21 +9,11 @@ inference, DP budget, PHI in files), with a JSON verdict and a one-file HTML rep
 
 from __future__ import annotations
 
+from medsynth._callable import make_package_callable
 from medsynth.audit.run import AuditResult, audit
 
 __all__ = ["AuditResult", "audit"]
 
 
-# ``medsynth.audit`` is both this package and, in medsynth's lazy top-level API, the function:
-# once the package is imported it shadows the function on ``medsynth``, so the package itself is
-# made callable and ``medsynth.audit(train, synthetic, holdout)`` works either way.
-import sys as _sys
-import types as _types
-
-
-class _CallableModule(_types.ModuleType):
-    def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        return audit(*args, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule
+# The package is callable: medsynth.audit(train, synthetic, holdout) runs audit() (see medsynth._callable).
+make_package_callable(__name__, "medsynth.audit.run", "audit")

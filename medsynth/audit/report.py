@@ -8,13 +8,13 @@ and the settings used. ``AuditResult._repr_html_`` uses the same body inside Jup
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from typing import Any
 
 import numpy as np
+
+from medsynth.html import fmt, img_tag
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -25,22 +25,6 @@ th{background:#f3f3f3}.ok{color:#135c1e;font-weight:600}.bad{color:#8a1c17;font-
 img{max-width:100%}code,pre{background:#f6f6f6;font-size:.85em}pre{padding:.6em;overflow-x:auto}
 .note{color:#555;font-size:.92em}
 """
-
-
-def _png(fig: Any) -> str:
-    # Figures are matplotlib.figure.Figure objects, not pyplot's: nothing to close, and the caller's
-    # backend (Jupyter's inline one, say) is left alone.
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=72, bbox_inches="tight")
-    return '<img alt="figure" src="data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode("ascii") + '">'
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return html.escape(str(v))
 
 
 def pairs_figure(pairs: list[dict[str, Any]]) -> str:
@@ -61,7 +45,7 @@ def pairs_figure(pairs: list[dict[str, Any]]) -> str:
         for ax in row:
             ax.axis("off")
     fig.tight_layout()
-    return _png(fig)
+    return img_tag(fig, dpi=72)
 
 
 def histogram_figure(syn: np.ndarray, hold: np.ndarray, scope: str) -> str:
@@ -78,7 +62,7 @@ def histogram_figure(syn: np.ndarray, hold: np.ndarray, scope: str) -> str:
     ax.set_ylabel("density")
     ax.set_title(f"{scope}s: distance to the closest training sample", fontsize=10)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return img_tag(fig, dpi=72)
 
 
 def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float]]) -> str:
@@ -102,7 +86,7 @@ def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float]]) -> str:
     axes[0].set_title("membership inference ROC", fontsize=10)
     axes[1].set_title("log-log (TPR at low FPR)", fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return img_tag(fig, dpi=72)
 
 
 def _checks_table(checks: list[dict[str, Any]], prefix: str | None = None) -> str:
@@ -111,10 +95,10 @@ def _checks_table(checks: list[dict[str, Any]], prefix: str | None = None) -> st
         if prefix is not None and not c["name"].startswith(prefix):
             continue
         status = '<span class="ok">pass</span>' if c["passed"] else '<span class="bad">FAIL</span>'
-        details = "; ".join(f"{html.escape(str(k))}: {_fmt(v)}" for k, v in c["details"].items()
+        details = "; ".join(f"{html.escape(str(k))}: {fmt(v)}" for k, v in c["details"].items()
                             if not isinstance(v, (dict, list)))
-        rows.append(f"<tr><td>{html.escape(c['name'])}</td><td>{status}</td><td>{_fmt(c['value'])}</td>"
-                    f"<td>{_fmt(c['threshold'])}</td><td class='note'>{details}</td></tr>")
+        rows.append(f"<tr><td>{html.escape(c['name'])}</td><td>{status}</td><td>{fmt(c['value'])}</td>"
+                    f"<td>{fmt(c['threshold'])}</td><td class='note'>{details}</td></tr>")
     if not rows:
         return ""
     return ("<table><tr><th>check</th><th>result</th><th>value</th><th>threshold</th><th>details</th></tr>"
@@ -131,8 +115,8 @@ def render_html(result: Any, standalone: bool = True) -> str:
     parts.append(f"<p>{len(d['checks'])} checks, {len(failed)} failed"
                  + (f": {html.escape(', '.join(failed))}" if failed else "") + f" ({d['seconds']} s).</p>")
     inputs = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(x.get('root', x)))}</td>"
-                     f"<td>{_fmt(x.get('n_images')) if isinstance(x, dict) else ''}</td>"
-                     f"<td>{_fmt(x.get('n_rois')) if isinstance(x, dict) else ''}</td></tr>"
+                     f"<td>{fmt(x.get('n_images')) if isinstance(x, dict) else ''}</td>"
+                     f"<td>{fmt(x.get('n_rois')) if isinstance(x, dict) else ''}</td></tr>"
                      for k, x in d["inputs"].items())
     parts.append(f"<table><tr><th>input</th><th>path</th><th>images</th><th>lesion ROIs</th></tr>{inputs}</table>")
     parts.append("<h2>All checks</h2>" + _checks_table(d["checks"]))
@@ -143,16 +127,16 @@ def render_html(result: Any, standalone: bool = True) -> str:
                  "image and lesion ROI, with flips, zooms and shifts tried: NCC of pixels (Akbar et al.), SSIM, "
                  "embedding cosine (Dar et al.) and Carlini et al.'s ratio (α = 0.5, n = 50).</p>")
     parts.append(_checks_table(d["checks"], "memorization"))
-    rows = "".join(f"<tr><td>{html.escape(s)}</td><td>{x['n']}</td><td>{x['n_flagged']}</td><td>{_fmt(x['max_ncc'])}</td>"
-                   f"<td>{_fmt(x['max_ssim'])}</td><td>{_fmt(x['min_carlini_ratio'])}</td>"
-                   f"<td>{_fmt(x['max_embedding_cosine'])} ({_fmt(x['embedding'])})</td></tr>"
+    rows = "".join(f"<tr><td>{html.escape(s)}</td><td>{x['n']}</td><td>{x['n_flagged']}</td><td>{fmt(x['max_ncc'])}</td>"
+                   f"<td>{fmt(x['max_ssim'])}</td><td>{fmt(x['min_carlini_ratio'])}</td>"
+                   f"<td>{fmt(x['max_embedding_cosine'])} ({fmt(x['embedding'])})</td></tr>"
                    for s, x in memo["scopes"].items())
     parts.append("<table><tr><th>scope</th><th>samples</th><th>flagged</th><th>max NCC</th><th>max SSIM</th>"
                  f"<th>min Carlini ratio</th><th>max embedding cosine</th></tr>{rows}</table>")
     if memo["flagged"]:
         rows = "".join(f"<tr><td>{html.escape(f['synthetic'])}</td><td>{html.escape(f['nearest_train'])}</td>"
-                       f"<td>{html.escape(f['scope'])}</td><td>{_fmt(f['ncc'])}</td><td>{_fmt(f['ssim'])}</td>"
-                       f"<td>{_fmt(f['carlini_ratio'])}</td><td>{html.escape(f['transform'])}</td>"
+                       f"<td>{html.escape(f['scope'])}</td><td>{fmt(f['ncc'])}</td><td>{fmt(f['ssim'])}</td>"
+                       f"<td>{fmt(f['carlini_ratio'])}</td><td>{html.escape(f['transform'])}</td>"
                        f"<td>{html.escape(', '.join(f['flagged_by']))}</td></tr>" for f in memo["flagged"][:200])
         parts.append("<h3>Flagged synthetic samples</h3><table><tr><th>synthetic</th><th>nearest train</th>"
                      "<th>scope</th><th>NCC</th><th>SSIM</th><th>Carlini ratio</th><th>transform</th>"
@@ -190,7 +174,7 @@ def render_html(result: Any, standalone: bool = True) -> str:
     elif not dp.get("dp_trained"):
         parts.append("<p>The model was not trained with differential privacy (ε = ∞).</p>")
     else:
-        parts.append(f"<p>ε = {_fmt(dp['epsilon'])}, δ = {_fmt(dp['delta'])} (from {html.escape(str(dp['source']))}).</p>")
+        parts.append(f"<p>ε = {fmt(dp['epsilon'])}, δ = {fmt(dp['delta'])} (from {html.escape(str(dp['source']))}).</p>")
 
     # 5. PHI
     phi = d["phi"]

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from medsynth.cli._app import EXIT_OK, app
-from medsynth.cli.train import dp_options, dp_rows, print_summary
+from medsynth.cli._dp import DpFlag, MaxGradNorm, SecureMode, TargetDelta, TargetEpsilon, dp_options, dp_rows, print_summary
 
 
 @app.command()
@@ -27,11 +27,11 @@ def finetune(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML laid over configs/finetune.yaml."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/checkpoint.pt."),
-    dp: bool = typer.Option(False, "--dp", help="Differentially private fine-tuning of the adapter."),
-    target_epsilon: Optional[float] = typer.Option(None, "--target-epsilon", help="ε (with --dp)."),
-    target_delta: Optional[float] = typer.Option(None, "--target-delta", help="δ (with --dp)."),
-    max_grad_norm: Optional[float] = typer.Option(None, "--max-grad-norm", help="Per-sample clipping bound (with --dp)."),
-    secure_mode: bool = typer.Option(False, "--secure-mode", help="Secure RNG for the DP noise (needs torchcsprng)."),
+    dp: DpFlag = False,
+    target_epsilon: TargetEpsilon = None,
+    target_delta: TargetDelta = None,
+    max_grad_norm: MaxGradNorm = None,
+    secure_mode: SecureMode = False,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Fine-tune a LoRA adapter of MODEL_DIR on DATA; load it with LesionInpainter.from_pretrained(MODEL_DIR, adapter=OUT)."""

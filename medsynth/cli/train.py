@@ -12,43 +12,7 @@ from typing import Optional
 import typer
 
 from medsynth.cli._app import EXIT_OK, app
-
-
-def dp_options(dp: bool, target_epsilon: Optional[float], target_delta: Optional[float],
-               max_grad_norm: Optional[float], secure_mode: bool) -> Optional[dict]:
-    """The ``dp`` argument of train/finetune from the CLI flags (None when --dp is off)."""
-    from medsynth.errors import ConfigError
-
-    if not dp:
-        if any(v is not None for v in (target_epsilon, target_delta, max_grad_norm)) or secure_mode:
-            raise ConfigError("--target-epsilon/--target-delta/--max-grad-norm/--secure-mode need --dp")
-        return None
-    given = {"target_epsilon": target_epsilon, "target_delta": target_delta, "max_grad_norm": max_grad_norm}
-    out = {k: v for k, v in given.items() if v is not None}
-    if secure_mode:
-        out["secure_mode"] = True
-    return out
-
-
-def print_summary(title: str, rows: list[tuple[str, str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, show_header=False)
-    table.add_column("", style="bold")
-    table.add_column("")
-    for k, v in rows:
-        table.add_row(k, v)
-    Console().print(table)
-
-
-def dp_rows(dp: Optional[dict]) -> list[tuple[str, str]]:
-    if not dp:
-        return [("differential privacy", "none")]
-    return [
-        ("ε spent", f"{dp['epsilon']:.4g} (δ = {dp['delta']:.3g}, {dp['accountant']})"),
-        ("noise multiplier", f"{dp['noise_multiplier']:.4g}, max grad norm {dp['max_grad_norm']}, sample rate {dp['sample_rate']:.4g}"),
-    ]
+from medsynth.cli._dp import DpFlag, MaxGradNorm, SecureMode, TargetDelta, TargetEpsilon, dp_options, dp_rows, print_summary
 
 
 @app.command()
@@ -61,11 +25,11 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size (expected batch size under DP)."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/checkpoints/checkpoint.pt."),
     mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="no | bf16 | fp16."),
-    dp: bool = typer.Option(False, "--dp", help="Train with differential privacy (opacus DP-SGD, Poisson sampling)."),
-    target_epsilon: Optional[float] = typer.Option(None, "--target-epsilon", help="ε to reach at the last step (with --dp)."),
-    target_delta: Optional[float] = typer.Option(None, "--target-delta", help="δ (with --dp)."),
-    max_grad_norm: Optional[float] = typer.Option(None, "--max-grad-norm", help="Per-sample clipping bound (with --dp)."),
-    secure_mode: bool = typer.Option(False, "--secure-mode", help="Secure RNG for the DP noise (needs torchcsprng)."),
+    dp: DpFlag = False,
+    target_epsilon: TargetEpsilon = None,
+    target_delta: TargetDelta = None,
+    max_grad_norm: MaxGradNorm = None,
+    secure_mode: SecureMode = False,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train the mask-conditioned lesion inpainter on DATA and save it in OUT."""

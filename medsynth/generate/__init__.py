@@ -5,16 +5,15 @@
 for lesion outlines, :mod:`.placement` for where lesions may go and :mod:`.manifest` for what is
 recorded about every case.
 
-``medsynth.generate`` names both this package and the top-level API function; once the package is
-imported, the attribute ``medsynth.generate`` *is* the package. So the package is made callable and
-forwards to :func:`medsynth.generate.pipeline.generate`: ``medsynth.generate(...)`` works either way.
+The package is callable (see :mod:`medsynth._callable`): ``medsynth.generate(...)`` runs
+:func:`medsynth.generate.pipeline.generate`.
 """
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import Any
+
+from medsynth._callable import make_package_callable
 
 __all__ = ["generate"]
 
@@ -28,11 +27,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'medsynth.generate' has no attribute {name!r}")
 
 
-class _CallablePackage(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from medsynth.generate.pipeline import generate
-
-        return generate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePackage
+make_package_callable(__name__, "medsynth.generate.pipeline", "generate")

@@ -46,7 +46,6 @@ import numpy as np
 
 from medsynth.errors import ConfigError, InvalidDatasetError, InvalidMaskError, MedsynthError, OutputExistsError
 from medsynth.generate.manifest import (
-    CARD_NAME,
     MANIFEST_NAME,
     build_manifest,
     library_versions,

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medsynth.errors import ConfigError, InvalidImageError, InvalidModelError, MissingWeightsError
+from medsynth.io.writers.atomic import atomic_path, atomic_write_text
 from medsynth.metrics._progress import progress_bar
 
 DEFAULT_CACHE_DIR = Path("~/.cache/medsynth/features")
@@ -369,8 +369,9 @@ def domain_extractor(
         model, facts = train_domain_encoder(small, cfg, progress=progress)
         facts.update({"n_train": int(len(small)), "config": cfg})
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(weights, lambda p: save_file(model.state_dict(), str(p)))
-        _atomic_write(folder / "info.json", lambda p: Path(p).write_text(json.dumps(facts, indent=2)))
+        with atomic_path(weights) as tmp:
+            save_file(model.state_dict(), str(tmp))
+        atomic_write_text(folder / "info.json", json.dumps(facts, indent=2))
         facts["cache_hit"] = False
     facts["cache_path"] = str(folder)
     model.eval()
@@ -379,15 +380,6 @@ def domain_extractor(
     return FeatureExtractor(model, f"domain-simclr({key[:8]})", cfg["input_px"], f"domain-{key}", facts)
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 # --------------------------------------------------------------------------------------------------

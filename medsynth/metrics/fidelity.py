@@ -18,8 +18,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ import torch
 from torch import nn
 
 from medsynth.errors import InvalidImageError
+from medsynth.io.writers.atomic import atomic_path
 
 # MS-SSIM scale weights of Wang et al. 2003 (MONAI's default); truncated and renormalised to fit.
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -241,15 +240,8 @@ class RealFeatureCache:
             feats = extractor.embed(images, batch_size=batch_size, progress=progress)
             self.misses += 1
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
-                os.close(fd)
-                try:
+                with atomic_path(path) as tmp:
                     np.save(tmp, feats)
-                    os.replace(tmp, path)
-                finally:
-                    if os.path.exists(tmp):
-                        os.remove(tmp)
         if len(self._memory) >= self.max_in_memory:
             self._memory.pop(next(iter(self._memory)))  # oldest first: bounded memory in long sessions
         self._memory[key] = feats

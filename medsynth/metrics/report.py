@@ -7,12 +7,12 @@ with 95% bootstrap intervals. Also the ``_repr_html_`` of results in Jupyter.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from typing import Any
 
 import numpy as np
+
+from medsynth.html import fmt, img_tag, page
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -22,17 +22,6 @@ table.ms th{background:#f3f3f3}
 .note{color:#666;font-size:0.9em}
 img.fig{max-width:100%;border:1px solid #eee}
 """
-
-
-def _png(fig: Any) -> str:
-    # A matplotlib.figure.Figure (not pyplot's): nothing to close, the caller's backend is left alone.
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _img(fig: Any, alt: str) -> str:
-    return f'<img class="fig" alt="{html.escape(alt)}" src="data:image/png;base64,{_png(fig)}"/>'
 
 
 def _figure(*args: Any, **kwargs: Any) -> Any:
@@ -89,14 +78,6 @@ def dice_figure(utility: Any) -> Any:
     return fig
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return html.escape(str(v))
-
-
 def metrics_table(result: Any) -> str:
     """The metrics as an HTML table (value, CI/std, extractor, n)."""
     rows = []
@@ -111,8 +92,8 @@ def metrics_table(result: Any) -> str:
         if m.get("note") and m.get("value") is None:
             extra = m["note"]
         rows.append(
-            f"<tr><td><b>{html.escape(name)}</b></td><td>{_fmt(m.get('value'))}</td><td>{html.escape(extra)}</td>"
-            f"<td>{_fmt(m.get('feature_extractor'))}</td><td>{_fmt(m.get('n_real'))}</td><td>{_fmt(m.get('n_synthetic'))}</td></tr>"
+            f"<tr><td><b>{html.escape(name)}</b></td><td>{fmt(m.get('value'))}</td><td>{html.escape(extra)}</td>"
+            f"<td>{fmt(m.get('feature_extractor'))}</td><td>{fmt(m.get('n_real'))}</td><td>{fmt(m.get('n_synthetic'))}</td></tr>"
         )
     head = "<tr><th>metric</th><th>value</th><th>uncertainty / note</th><th>features</th><th>n real</th><th>n synthetic</th></tr>"
     return f'<table class="ms">{head}{"".join(rows)}</table>'
@@ -129,8 +110,8 @@ def utility_table(utility: Any) -> str:
 
 
 def utility_html(utility: Any, full_page: bool = False) -> str:
-    body = f"<h2>Downstream utility</h2>{utility_table(utility)}{_img(dice_figure(utility), 'Dice bars')}"
-    return _page("medsynth utility", body) if full_page else f"<div>{body}</div>"
+    body = f"<h2>Downstream utility</h2>{utility_table(utility)}{img_tag(dice_figure(utility), 'Dice bars')}"
+    return page("medsynth utility", body, _STYLE) if full_page else f"<div>{body}</div>"
 
 
 def evaluation_html(result: Any, utility: Any = None, full_page: bool = True) -> str:
@@ -145,20 +126,13 @@ def evaluation_html(result: Any, utility: Any = None, full_page: bool = True) ->
     if meta.get("warning"):
         parts.append(f'<p class="note">{html.escape(meta["warning"])}</p>')
     if result.real_features is not None and result.synthetic_features is not None:
-        parts.append(_img(pca_figure(result.real_features, result.synthetic_features), "PCA of features"))
+        parts.append(img_tag(pca_figure(result.real_features, result.synthetic_features), "PCA of features"))
     if full_page and result.real_samples is not None:
         # Sample sheets only in the file report; the notebook view stays compact.
         parts.append("<h3>Samples</h3>")
-        parts.append(_img(sample_sheet(result.real_samples, "real"), "real samples"))
-        parts.append(_img(sample_sheet(result.synthetic_samples, "synthetic"), "synthetic samples"))
+        parts.append(img_tag(sample_sheet(result.real_samples, "real"), "real samples"))
+        parts.append(img_tag(sample_sheet(result.synthetic_samples, "synthetic"), "synthetic samples"))
     if utility is not None:
         parts.append(utility_html(utility))
     body = "\n".join(parts)
-    return _page("medsynth evaluate", body) if full_page else f"<div>{body}</div>"
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body>{body}</body></html>"
-    )
+    return page("medsynth evaluate", body, _STYLE) if full_page else f"<div>{body}</div>"

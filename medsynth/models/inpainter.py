@@ -18,8 +18,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from medsynth.errors import InvalidImageError, InvalidMaskError, InvalidModelError
+from medsynth.io.writers.atomic import atomic_write_bytes, atomic_write_text
 from medsynth.models.patches import check_image_and_mask, crop_roi, feather_weights, paste_roi
 
 CONFIG_NAME = "config.json"
@@ -176,25 +175,6 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # mkstemp creates the file 0600; give it the permissions a plain open() would have.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def versions() -> dict[str, str]:
     """Versions of the libraries a saved model depends on."""
     import diffusers
@@ -340,9 +320,9 @@ class LesionInpainter:
         card["image_size"] = self.config["image_size"]
         card["spacing_mm"] = self.config["spacing_mm"]
         atomic_write_bytes(path / WEIGHTS_NAME, save(state))
-        atomic_write_bytes(path / CONFIG_NAME, (json.dumps(self.config, indent=2) + "\n").encode())
-        atomic_write_bytes(path / CARD_NAME, (json.dumps(card, indent=2, default=str) + "\n").encode())
-        atomic_write_bytes(path / README_NAME, render_model_card(card, self.config).encode())
+        atomic_write_text(path / CONFIG_NAME, json.dumps(self.config, indent=2) + "\n")
+        atomic_write_text(path / CARD_NAME, json.dumps(card, indent=2, default=str) + "\n")
+        atomic_write_text(path / README_NAME, render_model_card(card, self.config))
         return path
 
     def base_unet(self, merged: bool = False) -> torch.nn.Module:

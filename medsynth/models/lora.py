@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from medsynth.errors import InvalidModelError
+from medsynth.io.writers.atomic import atomic_write_text
 from medsynth.models.data import PatchBank, build_patch_bank
-from medsynth.models.inpainter import CARD_NAME, README_NAME, WEIGHTS_NAME, LesionInpainter, atomic_write_bytes, versions
+from medsynth.models.inpainter import CARD_NAME, README_NAME, WEIGHTS_NAME, LesionInpainter, versions
 from medsynth.models.privacy import DPSettings
 from medsynth.models.training import check_output_dir, resolve_config, run_loop
 
@@ -125,7 +126,7 @@ def save_adapter(peft_unet: Any, out: Path, card: dict[str, Any]) -> None:
             os.replace(tmp / name, out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    atomic_write_bytes(out / CARD_NAME, (json.dumps(card, indent=2, default=str) + "\n").encode())
+    atomic_write_text(out / CARD_NAME, json.dumps(card, indent=2, default=str) + "\n")
     dp = card.get("dp")
     lines = [
         f"# {card['name']}", "",
@@ -138,7 +139,7 @@ def save_adapter(peft_unet: Any, out: Path, card: dict[str, Any]) -> None:
          f"max grad norm {dp['max_grad_norm']}, accountant {dp['accountant']}") if dp else "- DP: none",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in card["versions"].items()), "",
     ]
-    atomic_write_bytes(out / README_NAME, "\n".join(lines).encode())
+    atomic_write_text(out / README_NAME, "\n".join(lines))
 
 
 def load_adapter(model: LesionInpainter, adapter: str | Path) -> LesionInpainter:

@@ -28,11 +28,11 @@ import torch
 
 from medsynth.config import deep_update, load_config
 from medsynth.errors import ConfigError, InvalidModelError, OutputExistsError, PrivacyError
+from medsynth.io.writers.atomic import atomic_write_bytes
 from medsynth.models.data import PatchBank, augment_batch, build_patch_bank
 from medsynth.models.inpainter import (
     CONFIG_NAME,
     LesionInpainter,
-    atomic_write_bytes,
     build_unet,
     diffusion_loss,
     make_config,

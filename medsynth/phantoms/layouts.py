@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from medsynth.errors import ConfigError, OutputExistsError
+from medsynth.io.writers.atomic import atomic_path, atomic_write_bytes
 from medsynth.phantoms.lesions import CALC_LABEL, MASS_LABEL
 from medsynth.phantoms.phi import image_uids
 from medsynth.phantoms.render import DEFAULT_FOV_MM, DEFAULT_SIZE, Phantom, check_render_args, render_phantom
@@ -67,33 +67,12 @@ _ORIENTATION = {("L", "CC"): ["A", "R"], ("R", "CC"): ["P", "L"], ("L", "MLO"): 
 _VIEW_CODE = {"CC": ("R-10242", "cranio-caudal"), "MLO": ("R-10226", "medio-lateral oblique")}
 
 
-# ----------------------------------------------------------------------------- atomic writes
-def _tmp_path(path: Path) -> Path:
-    # Same folder (so os.replace is atomic), same suffixes (so writers pick the right format).
-    return path.with_name(f".tmp-{os.getpid()}-{path.name}")
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    _write_atomic(path, lambda tmp: tmp.write_bytes(data))
-
-
 def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write_bytes(path, buf.getvalue().encode())
+    atomic_write_bytes(path, buf.getvalue().encode())
 
 
 # ----------------------------------------------------------------------------- pixels
@@ -235,7 +214,8 @@ def _roi_dataset(phantom: Phantom, mask: np.ndarray, uids: dict[str, str], lesio
 
 
 def _save_dicom(path: Path, ds: Any) -> None:
-    _write_atomic(path, lambda tmp: ds.save_as(tmp, enforce_file_format=True))
+    with atomic_path(path) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
 
 
 def _lesion_uids(phantom: Phantom, lesion_id: int, what: str) -> dict[str, str]:
@@ -343,7 +323,8 @@ def _write_nifti_case(root: Path, case_id: str, phantom: Phantom) -> None:
     def save(path: Path, arr: np.ndarray) -> None:
         img = nib.Nifti1Image(arr[:, :, None], affine)
         img.header.set_xyzt_units("mm")
-        _write_atomic(path, lambda tmp: nib.save(img, tmp))
+        with atomic_path(path) as tmp:
+            nib.save(img, tmp)
 
     save(root / "images" / f"{case_id}.nii.gz", to_stored(phantom.image, 16, 2))
     if phantom.lesions:
@@ -361,9 +342,9 @@ def _png_bytes(arr: np.ndarray, spacing: tuple[float, float]) -> bytes:
 
 def _write_folder_case(root: Path, case_id: str, phantom: Phantom) -> None:
     image = to_stored(phantom.image, 16, 2)
-    _write_bytes(root / "images" / f"{case_id}.png", _png_bytes(image, phantom.spacing))
+    atomic_write_bytes(root / "images" / f"{case_id}.png", _png_bytes(image, phantom.spacing))
     if phantom.lesions:
-        _write_bytes(root / "masks" / f"{case_id}.png", _png_bytes(phantom.label.astype(np.uint8), phantom.spacing))
+        atomic_write_bytes(root / "masks" / f"{case_id}.png", _png_bytes(phantom.label.astype(np.uint8), phantom.spacing))
 
 
 # ----------------------------------------------------------------------------- one case
@@ -445,7 +426,7 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     # Written first, so that a run that dies half-way leaves a folder --overwrite may replace.
-    _write_bytes(out / _MARKER, b"medsynth phantoms\n")
+    atomic_write_bytes(out / _MARKER, b"medsynth phantoms\n")
 
 
 def make_phantoms(
@@ -560,7 +541,7 @@ def make_phantoms(
         "labels": {"background": 0, "mass": MASS_LABEL, "calcification": CALC_LABEL},
         "cases": manifest_cases,
     }
-    _write_bytes(out / "phantoms.json", json.dumps(manifest, indent=1).encode())
+    atomic_write_bytes(out / "phantoms.json", json.dumps(manifest, indent=1).encode())
     return out
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medsynth.io.writers.atomic import atomic_path
 from medsynth.phantoms.render import DEFAULT_SIZE, Phantom, render_phantom
 
 
@@ -66,8 +67,6 @@ def sample_sheet(
             ax.set_yticks([])
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, dpi=110, format="png")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     return path

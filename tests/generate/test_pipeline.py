@@ -6,8 +6,6 @@ All runs use phantoms (128x104 px at 0.8 mm/px) and a tiny two-step-trained inpa
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
