@@ -110,7 +110,8 @@ def finetune_lora(
         "dp": result.dp,
         "versions": versions(),
     }
-    save_adapter(result.module, out, card)
+    if result.main_process:
+        save_adapter(result.module, out, card)
     return out
 
 

@@ -106,6 +106,7 @@ class LoopResult:
     dp: dict[str, Any] | None
     seconds: float
     loss: float
+    main_process: bool = True  # False on the other processes of a multi-GPU run: they save nothing
 
 
 def run_loop(
@@ -212,25 +213,37 @@ def run_loop(
         # opacus' full backward hooks fire on the first layer, whose input needs no gradient: harmless.
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         while step < stop_at:
-            # 1. A batch: uniform draws (plain) or Poisson sampling (DP), then augmentations.
+            # 1. A batch: uniform draws (plain) or Poisson sampling (DP), then augmentations. The
+            # stream is reseeded from (seed, process, step): every process of a multi-GPU run draws
+            # its own batches, and a resumed run draws what the uninterrupted one would have.
+            gen.manual_seed(stream_seed(seed, accelerator.process_index, step))
             if batches is not None:
                 images, masks, healthy = next(batches)
             else:
                 idx = torch.randint(0, n, (batch_size,), generator=gen)
                 images, masks, healthy = bank.images[idx][:, None], bank.masks[idx][:, None].float(), bank.healthy[idx].float()
-            images, masks = augment_batch(images, masks, healthy, gen, float(model_config["spacing_mm"]), data_cfg)
-            b = images.shape[0]
-            noise = torch.randn(images.shape, generator=gen)
-            timesteps = torch.randint(0, T, (b,), generator=gen)
-            labels = (1 - healthy).long()
-            x0, masks = (images * 2.0 - 1.0).to(device), masks.to(device)
-            # 2. Loss and update.
-            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-                per_sample = diffusion_loss(model, noise_scheduler, x0, masks, noise.to(device), timesteps.to(device),
-                                            model_config, labels=labels.to(device))
-            loss = per_sample.mean()
+            if images.shape[0] == 0:
+                # An empty Poisson batch (DP, small sample rate). There is nothing to run the UNet on,
+                # but the step must still happen: DP-SGD adds noise to a zero gradient and the
+                # accountant counts the step, or the stated ε would not hold.
+                for p in params:
+                    p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
+                loss = torch.tensor(float("nan"))
+            else:
+                images, masks = augment_batch(images, masks, healthy, gen, float(model_config["spacing_mm"]), data_cfg)
+                b = images.shape[0]
+                noise = torch.randn(images.shape, generator=gen)
+                timesteps = torch.randint(0, T, (b,), generator=gen)
+                labels = (1 - healthy).long()
+                x0, masks = (images * 2.0 - 1.0).to(device), masks.to(device)
+                # 2. Loss and update.
+                with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+                    per_sample = diffusion_loss(model, noise_scheduler, x0, masks, noise.to(device), timesteps.to(device),
+                                                model_config, labels=labels.to(device))
+                loss = per_sample.mean()
             if private is not None:
-                loss.backward()
+                if images.shape[0] > 0:
+                    loss.backward()
             else:
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
@@ -240,7 +253,8 @@ def run_loop(
             optimizer.zero_grad(set_to_none=True)
             ema.step(params)
             step += 1
-            loss_value = float(loss.detach())
+            if images.shape[0] > 0:
+                loss_value = float(loss.detach())
             if bar is not None:
                 bar.update(task, completed=step, loss=loss_value)
             # 3. Checkpoint now and then, and whenever the run stops (also on the time limit).
@@ -273,7 +287,15 @@ def run_loop(
         inner = unwrap(private.module)
     inner = accelerator.unwrap_model(inner, keep_fp32_wrapper=False) if private is None else inner
     inner.eval()
-    return LoopResult(inner, step, step >= total, dp_card, seconds, loss_value)
+    accelerator.wait_for_everyone()
+    return LoopResult(inner, step, step >= total, dp_card, seconds, loss_value, accelerator.is_main_process)
+
+
+def stream_seed(seed: int, process: int, step: int) -> int:
+    """Seed of the random draws (batch, augmentations, noise, timesteps) of one step of one process."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, process, step]).generate_state(1, dtype=np.uint64)[0])
 
 
 def _inner(model: torch.nn.Module) -> torch.nn.Module:
@@ -412,7 +434,7 @@ def train(
         "versions": versions(),
     }
     model = LesionInpainter(model_config, result.module, card)
-    if result.finished:
+    if result.finished and result.main_process:
         model.save_pretrained(out)
     elif max_steps is None:
         warnings.warn(f"training stopped at step {result.step} of {cfg['training']['steps']}", stacklevel=2)

@@ -84,3 +84,24 @@ def test_default_grad_sample_mode_gives_exact_per_sample_gradients(bank):
 
     worst, wrong = per_sample_grad_error(bank, "full", DPSettings().grad_sample_mode, n=2)
     assert wrong == [] and worst < 1e-3
+
+
+def test_empty_poisson_batches_still_take_a_noisy_accounted_step(bank, tmp_path):
+    """At a small sample rate Poisson sampling draws empty batches; the UNet is not run on them but
+    the step is taken (noise on a zero gradient) and counted, so ε is that of all the steps."""
+    from opacus.data_loader import DPDataLoader
+
+    # Expected batch size 1 on a bank of ~30 patches: q ≈ 0.03, so ~97% of batches hold 0 or 1 patch.
+    settings = {**TINY, "batch_size": 1}
+    q = 1 / len(bank)
+    loader = DPDataLoader.from_data_loader(DataLoader(bank, batch_size=1), generator=torch.Generator().manual_seed(1))
+    sizes = [len(b) for b, _ in zip(loader.batch_sampler, range(12))]
+    assert 0 in sizes  # the stream this test relies on does hold empty batches
+    model = train(bank, tmp_path / "dp", steps=12, dp=DP, progress=False, seed=0, **settings)
+    dp = model.model_card["dp"]
+    assert dp["steps"] == 12 and dp["sample_rate"] == pytest.approx(q)
+    replay = RDPAccountant()
+    for _ in range(12):
+        replay.step(noise_multiplier=dp["noise_multiplier"], sample_rate=q)
+    assert dp["epsilon"] == pytest.approx(replay.get_epsilon(delta=1e-3), rel=1e-12)
+    assert all(torch.isfinite(v).all() for v in model.unet.state_dict().values())

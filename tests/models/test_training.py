@@ -74,3 +74,51 @@ def test_patch_bank_from_dataset_on_disk(tmp_path):
     assert bool(masks[bank.healthy].flatten(1).any(1).all())
     assert float(imgs.min()) >= 0 and float(imgs.max()) <= 1
     np.testing.assert_array_equal(masks[lesion].flatten(1).sum(1).numpy(), bank.masks[lesion].flatten(1).sum(1).numpy())
+
+
+def test_each_process_and_step_draws_its_own_batches():
+    """In a multi-GPU run every process must train on different batches (not N copies of one), and
+    the draws of a step depend only on (seed, process, step), so a resumed run repeats them."""
+    from medsynth.models.training import stream_seed
+
+    def batch(seed, process, step):
+        g = torch.Generator().manual_seed(stream_seed(seed, process, step))
+        return torch.randint(0, 10_000, (16,), generator=g)
+
+    assert torch.equal(batch(0, 0, 5), batch(0, 0, 5))
+    assert not torch.equal(batch(0, 0, 5), batch(0, 1, 5))
+    assert not torch.equal(batch(0, 0, 5), batch(0, 0, 6))
+    assert not torch.equal(batch(0, 0, 5), batch(1, 0, 5))
+    seeds = {stream_seed(0, p, s) for p in range(8) for s in range(1000)}
+    assert len(seeds) == 8000
+
+
+def test_two_process_training_runs_and_the_main_process_saves(tmp_path):
+    """`torchrun --nproc_per_node 2` (gloo on CPU, as `accelerate launch` on GPUs) trains to the end;
+    both processes finish with the same weights (DDP) and one model is written."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from medsynth.phantoms import render_phantom\n"
+        "from medsynth.models.data import build_patch_bank\n"
+        "from medsynth.models.training import train\n"
+        "cases = [(p.image, p.label > 0, tuple(p.spacing)) for p in (render_phantom(0, size=(128, 104), index=i) for i in range(3))]\n"
+        "bank = build_patch_bank(cases, 32, 0.8, {'healthy_crops_per_case': 1}, seed=0)\n"
+        "m = train(bank, sys.argv[1], steps=3, progress=False, image_size=32, spacing_mm=0.8, block_out_channels=[8, 16, 16],\n"
+        "          norm_num_groups=4, batch_size=4, warmup_steps=1, checkpoint_every=100)\n"
+        "w = sum(float(v.double().sum()) for v in m.unet.state_dict().values())\n"
+        "print(f'WEIGHTSUM {w!r}', flush=True)\n"
+    )
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path / "m")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sums = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("WEIGHTSUM")]
+    assert len(sums) == 2 and sums[0] == sums[1]
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+    assert not [p for p in (tmp_path / "m").iterdir() if p.name.startswith(".tmp-")]
