@@ -106,11 +106,15 @@ def bench_utility(s: dict[str, Any], work: Path, model: Path | None) -> list[dic
     return rows
 
 
-def run(quick: bool = False, model: Path | None = None) -> list[dict[str, Any]]:
+def run(quick: bool = False, model: Path | None = None, only: str | None = None,
+        keep: Path | None = None) -> list[dict[str, Any]]:
+    """Both parts (or ``only`` one: "features" | "utility"); ``keep``: work in this folder and keep it."""
     s = SETTINGS["quick" if quick else "full"]
     with tempfile.TemporaryDirectory(prefix="bench_evaluate_") as tmp:
-        work = Path(tmp)
-        return bench_features(s, work) + bench_utility(s, work, model)
+        work = Path(keep) if keep is not None else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        rows = [] if only == "utility" else bench_features(s, work)
+        return rows + ([] if only == "features" else bench_utility(s, work, model))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,12 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=None, help="trained inpainter dir for the synthetic arm")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--only", choices=["features", "utility"], default=None)
+    p.add_argument("--keep", type=Path, default=None, help="work in this (empty) folder and keep the data")
     args = p.parse_args(argv)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    rows = run(quick=args.quick, model=args.model)
+    rows = run(quick=args.quick, model=args.model, only=args.only, keep=args.keep)
     print_rows(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

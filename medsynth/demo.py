@@ -103,10 +103,8 @@ def run_demo(
     with step("train", "Training the lesion inpainting model"):
         tcfg = cfg["train"]
         model_dir = out / "model"
-        model = train(
-            res.paths["data_train"], model_dir, steps=int(tcfg["steps"]), batch_size=int(tcfg["batch_size"]),
-            mixed_precision=str(tcfg["mixed_precision"]), seed=seed, progress=progress,
-        )
+        # Every key of the demo's train section is a setting of medsynth.train (configs/train.yaml).
+        model = train(res.paths["data_train"], model_dir, seed=seed, progress=progress, **dict(tcfg))
         res.paths["model"] = model_dir
 
     # 3. LoRA to a second site, plainly and under differential privacy.
