@@ -6,8 +6,13 @@ Two tests on nearest-neighbour distances (normalised pixel space, flips allowed,
 - **DCR overfitting protection** (SDMetrics' ``DCROverfittingProtection``): for each synthetic
   sample, is its distance to the closest training sample smaller than to the closest holdout sample?
   Fresh data gives about 50%; the training set is subsampled to the holdout's size (several draws)
-  so neither side wins by having more samples. The check fails when the share is above the
-  configured maximum *and* a one-sided binomial test against 50% is significant (small sets are noisy).
+  so neither side wins by having more samples. When patient IDs are known the subsample is drawn
+  by patient, to the holdout's number of patients: the two views of one breast pair are near-copies
+  under the flips the search allows, so a per-image subsample of the training set holds more
+  distinct patients than a holdout of whole patients, sits closer to everything, and would fail
+  fresh data. The check fails when the share is above the
+  configured maximum *and* it is significant in a permutation test (random train/holdout splits of
+  the pooled patients; small sets and one fixed holdout draw are noisy).
 - **Data-copying test** (Meehan et al. 2020): one-sided Mann–Whitney U of synthetic→train against
   holdout→train distances; a small p-value means the synthetic samples are closer to the training
   data than held-out real samples are.
@@ -45,7 +50,7 @@ class BaselineResult:
     synthetic_to_train: np.ndarray
     holdout_to_train: np.ndarray
     dcr_share: float  # share of synthetic samples closer to train than to holdout
-    dcr_pvalue: float  # one-sided binomial test of that share against 0.5
+    dcr_pvalue: float  # permutation test of that share (random train/holdout splits of the pooled patients)
     dcr_protection: float  # SDMetrics' score: min(1, 2 (1 - share)); 1 is best
     mw_statistic: float
     mw_pvalue: float  # one-sided: synthetic→train distances stochastically smaller
@@ -60,6 +65,8 @@ def holdout_baseline(
     search_cfg: dict[str, Any],
     scope: str,
     seed: int = 0,
+    train_groups: np.ndarray | None = None,
+    holdout_groups: np.ndarray | None = None,
 ) -> BaselineResult:
     """Run both tests for one scope.
 
@@ -69,24 +76,43 @@ def holdout_baseline(
         search_cfg: the ``memorization`` section (flips, blur, batch size).
         scope: "image" or "roi".
         seed: for the subsampling of the training set.
+        train_groups, holdout_groups: per sample, the patient it belongs to (any hashable labels);
+            with both, the training subsample is drawn by patient (see the module docstring).
     """
     syn_train = nn_distances(synthetic, train, search_cfg)
     hold_train = nn_distances(holdout, train, search_cfg)
 
     # DCR: the training side is subsampled to the holdout's size, several times, and averaged.
     rng = np.random.default_rng(seed)
-    syn_hold = nn_distances(synthetic, holdout, search_cfg)
-    draws = int(cfg["dcr_draws"]) if len(train) > len(holdout) else 1
-    closer = np.zeros(len(synthetic), dtype=np.float64)
+    n_h = len(holdout)
+    pick = _subsampler(len(train), n_h, train_groups, holdout_groups, rng)
+    draws = int(cfg["dcr_draws"]) if pick is not None else 1
+    t_groups = np.arange(len(train)) if train_groups is None or holdout_groups is None else np.asarray(train_groups)
+    h_groups = (np.arange(n_h) if train_groups is None or holdout_groups is None
+                else np.asarray(holdout_groups))
+    shares, pools = [], []
     for _ in range(draws):
-        sub = train if len(train) <= len(holdout) else train[rng.choice(len(train), len(holdout), replace=False)]
-        d_train = nn_distances(synthetic, sub, search_cfg)
-        # Ties (a sample equally far from both) count half, as neither side is closer.
-        closer += (d_train < syn_hold) + 0.5 * (d_train == syn_hold)
-    closer /= draws
-    share = float(closer.mean())
-    n_closer = int(round(closer.sum()))
-    dcr_p = float(stats.binomtest(n_closer, len(synthetic), 0.5, alternative="greater").pvalue)
+        idx = np.arange(len(train)) if pick is None else pick()
+        # Similarities of each synthetic sample to the pool [training subsample | holdout].
+        sim = similarity_matrix(synthetic, np.concatenate([train[idx], holdout]), search_cfg)
+        groups = np.concatenate([_labels("t", t_groups[idx]), _labels("h", h_groups)])
+        in_train = np.arange(len(sim[0])) < len(idx)
+        shares.append(_closer_share(sim, in_train))
+        pools.append((sim, groups, len(np.unique(h_groups))))
+    share = float(np.mean(shares))
+    # Significance by permutation: under "the synthetic set does not depend on which patients were
+    # trained on", the train/holdout labels of the pooled patients are exchangeable. Random splits of
+    # the pool by patient give the null distribution of the share; it includes the variance of one
+    # fixed holdout draw, which a binomial test over synthetic samples (assumed independent) ignores.
+    n_perm = int(cfg.get("dcr_permutations", 200))
+    null = np.empty(n_perm)
+    for k in range(n_perm):
+        sim, groups, n_hold_patients = pools[k % len(pools)]
+        patients = np.unique(groups)
+        held = rng.choice(len(patients), n_hold_patients, replace=False)
+        as_holdout = np.isin(groups, patients[held])
+        null[k] = _closer_share(sim, ~as_holdout)
+    dcr_p = float((1 + np.sum(null >= share - 1e-12)) / (1 + n_perm))
 
     mw = stats.mannwhitneyu(syn_train, hold_train, alternative="less")
     return BaselineResult(
@@ -100,3 +126,48 @@ def holdout_baseline(
         mw_pvalue=float(mw.pvalue),
         auc_closer=float(1.0 - mw.statistic / (len(syn_train) * len(hold_train))),
     )
+
+
+def similarity_matrix(queries: np.ndarray, reference: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
+    """(n_queries, n_reference) NCC similarity in normalised pixel space, the best over flips."""
+    blur, hp = float(cfg["blur_sigma"]), float(cfg["highpass_sigma"])
+    ref = ncc_vectors(reference, blur, hp)
+    best = np.full((len(queries), len(reference)), -np.inf, dtype=np.float32)
+    for flip in cfg["flips"]:
+        q = ncc_vectors(apply_variant(queries, f"{flip}@1"), blur, hp)
+        np.maximum(best, q @ ref.T, out=best)
+    return best
+
+
+def _closer_share(sim: np.ndarray, in_train: np.ndarray) -> float:
+    """Share of queries whose most similar pool member is on the training side (ties count half)."""
+    a, b = sim[:, in_train].max(axis=1), sim[:, ~in_train].max(axis=1)
+    return float(np.mean((a > b) + 0.5 * (a == b)))
+
+
+def _labels(prefix: str, groups: np.ndarray) -> np.ndarray:
+    return np.asarray([f"{prefix}:{g}" for g in groups], dtype=object)
+
+
+def _subsampler(n_train: int, n_holdout: int, train_groups: np.ndarray | None, holdout_groups: np.ndarray | None,
+                rng: np.random.Generator) -> Any:
+    """A function drawing training indices comparable to the holdout, or None when no subsample is needed.
+
+    By patient when both group labels are given (as many training patients as the holdout has, all
+    their samples), otherwise by sample (as many as the holdout has).
+    """
+    if train_groups is not None and holdout_groups is not None:
+        train_groups = np.asarray(train_groups)
+        patients, inverse = np.unique(train_groups, return_inverse=True)
+        k = len(np.unique(np.asarray(holdout_groups)))
+        if len(patients) <= k:
+            return None
+
+        def by_patient() -> np.ndarray:
+            chosen = rng.choice(len(patients), k, replace=False)
+            return np.flatnonzero(np.isin(inverse, chosen))
+
+        return by_patient
+    if n_train <= n_holdout:
+        return None
+    return lambda: rng.choice(n_train, n_holdout, replace=False)

@@ -247,7 +247,9 @@ def audit(
                 notes.append(f"holdout baseline on {scope}s skipped: the holdout has {len(h_arr)} {scope}(s)")
                 continue
             task = bar.add_task(f"holdout baseline ({scope}s)", total=None)
-            b = holdout_baseline(s_arr, t_arr, h_arr, bcfg, mcfg, scope, seed=int(bcfg["seed"]))
+            t_groups, h_groups = _patient_groups(tr, ho, scope)
+            b = holdout_baseline(s_arr, t_arr, h_arr, bcfg, mcfg, scope, seed=int(bcfg["seed"]),
+                                 train_groups=t_groups, holdout_groups=h_groups)
             bar.update(task, total=1, completed=1)
             plots[f"baseline_{scope}"] = (b.synthetic_to_train, b.holdout_to_train)
             baseline[scope] = {
@@ -329,6 +331,17 @@ def audit(
         seconds=time.perf_counter() - t0,
         plots=plots,
     )
+
+
+def _patient_groups(tr: PreparedSet, ho: PreparedSet, scope: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Patient of each image (or ROI) of the training and holdout sets; (None, None) unless every
+    case of both records its patient ID."""
+    if any(p is None for p in tr.patient_ids) or any(p is None for p in ho.patient_ids):
+        return None, None
+    t, h = np.asarray(tr.patient_ids, dtype=object), np.asarray(ho.patient_ids, dtype=object)
+    if scope == "roi":
+        return t[tr.roi_case], h[ho.roi_case]
+    return t, h
 
 
 def _load_model(model: Any) -> tuple[Any, Path | None]:
