@@ -39,9 +39,9 @@ import numpy as np
 import torch
 
 try:  # run as a module (python -m benchmarks.X) or as a script
-    from benchmarks._common import quick_main
+    from benchmarks._common import print_rows, quick_main
 except ImportError:  # pragma: no cover
-    from _common import quick_main
+    from _common import print_rows, quick_main
 
 BENCH = "inpainting"
 
@@ -233,14 +233,15 @@ def run(quick: bool = False, **overrides: Any) -> list[dict[str, Any]]:
 
     size = tuple(s["phantom_size"])
     # 1. Data: training patches, held-out lesion ROIs to paint, and real lesion ROIs as reference.
-    bank = phantom_bank(TRAIN_SEED, int(s["n_train_phantoms"]), size)
-    test_img, test_mask = lesion_rois(TEST_SEED, int(s["n_lesions"]), size)
-    ref_img, _ = lesion_rois(REF_SEED, int(s["n_lesions"]), size)
+    px, mm = int(s.get("image_size", 64)), float(s.get("spacing_mm", 0.5))  # the ROI both samplers paint
+    bank = phantom_bank(TRAIN_SEED, int(s["n_train_phantoms"]), size, image_size=px, spacing_mm=mm)
+    test_img, test_mask = lesion_rois(TEST_SEED, int(s["n_lesions"]), size, image_size=px, spacing_mm=mm)
+    ref_img, _ = lesion_rois(REF_SEED, int(s["n_lesions"]), size, image_size=px, spacing_mm=mm)
     n = len(test_img)
 
     # 2. Train both models with the same step budget.
     mp = "bf16" if cpu_has_native_bf16() else "no"
-    cfg = make_config()
+    cfg = make_config(image_size=px, spacing_mm=mm)
     if s["train_steps"]:
         steps = int(s["train_steps"])
         budget_note = f"{steps} steps (fixed)"
@@ -254,6 +255,7 @@ def run(quick: bool = False, **overrides: Any) -> list[dict[str, Any]]:
         for name, conditional in (("medsynth", True), ("repaint", False)):
             t0 = time.perf_counter()
             models[name] = train(bank, Path(tmp) / name, steps=steps, progress=False, conditional=conditional,
+                                 image_size=px, spacing_mm=mm, **s.get("train_overrides", {}),
                                  mixed_precision=mp, batch_size=int(s["batch_size"]),
                                  warmup_steps=max(1, steps // 10), checkpoint_every=10**9)
             row(f"train_seconds_{name}", time.perf_counter() - t0, "s",
@@ -323,7 +325,24 @@ def run(quick: bool = False, **overrides: Any) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return quick_main(run, __doc__, argv)
+    import argparse
+    import json
+
+    if argv is None:
+        import sys
+
+        argv = sys.argv[1:]
+    if not any(a.startswith("--set") for a in argv):
+        return quick_main(run, __doc__, argv)
+    # ``--set KEY=JSON`` overrides entries of SETTINGS (e.g. a smaller ROI to afford RePaint's
+    # published setting for the quality comparison on a CPU).
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
+    args = parser.parse_args(argv)
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    print_rows(run(quick=args.quick, **overrides))
+    return 0
 
 
 if __name__ == "__main__":
