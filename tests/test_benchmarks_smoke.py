@@ -33,6 +33,19 @@ def test_module_exposes_run(name: str) -> None:
     assert set(mod.SETTINGS) == {"quick", "full"}
 
 
+def test_every_benchmark_is_run_by_benchmarks_run() -> None:
+    """benchmarks/run.py discovers bench_*.py; each must expose run(quick=...) and main()."""
+    import inspect
+    import pkgutil
+
+    names = [m.name for m in pkgutil.iter_modules([str(Path(ROOT) / "benchmarks")]) if m.name.startswith("bench_")]
+    assert {"bench_demo", "bench_inpainting", "bench_training", "bench_dp", "bench_audit", "bench_generate",
+            "bench_evaluate"} <= set(names)
+    for name in names:
+        mod = importlib.import_module(f"benchmarks.{name}")
+        assert "quick" in inspect.signature(mod.run).parameters and callable(mod.main), name
+
+
 def _tiny_inpainter(conditional: bool):
     from medsynth.models.inpainter import LesionInpainter, make_config
 
