@@ -87,9 +87,10 @@ def holdout_baseline(
     n_h = len(holdout)
     pick = _subsampler(len(train), n_h, train_groups, holdout_groups, rng)
     draws = int(cfg["dcr_draws"]) if pick is not None else 1
-    t_groups = np.arange(len(train)) if train_groups is None or holdout_groups is None else np.asarray(train_groups)
-    h_groups = (np.arange(n_h) if train_groups is None or holdout_groups is None
-                else np.asarray(holdout_groups))
+    # Patients of the pool; without IDs every sample is its own patient.
+    grouped = train_groups is not None and holdout_groups is not None
+    t_groups = np.asarray(train_groups) if grouped else np.arange(len(train))
+    h_groups = np.asarray(holdout_groups) if grouped else np.arange(n_h)
     shares, pools = [], []
     for _ in range(draws):
         idx = np.arange(len(train)) if pick is None else pick()

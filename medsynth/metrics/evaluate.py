@@ -18,7 +18,6 @@ on both (it is biased and unstable with few samples).
 
 from __future__ import annotations
 
-
 import json
 import time
 from dataclasses import dataclass, field

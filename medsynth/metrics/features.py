@@ -380,8 +380,6 @@ def domain_extractor(
     return FeatureExtractor(model, f"domain-simclr({key[:8]})", cfg["input_px"], f"domain-{key}", facts)
 
 
-
-
 # --------------------------------------------------------------------------------------------------
 # "inception:PATH": the FID Inception-v3, written after pytorch-fid's FIDInception blocks
 

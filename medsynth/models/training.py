@@ -5,8 +5,9 @@ multi-GPU with ``accelerate launch``) → optional DP (opacus) → steps with EM
 → the EMA weights saved as a model directory with its model card.
 
 Exact resume: a checkpoint (``OUT/checkpoints/checkpoint.pt``, written atomically) holds the model,
-optimizer, LR scheduler, EMA, every random generator the loop draws from (batches and
-augmentations, Poisson sampling, DP noise) and, under DP, the accountant's history. A run stopped
+optimizer, LR scheduler, EMA, the state of the random generators with a history (Poisson
+sampling, DP noise, torch's global one) and, under DP, the accountant's history; batches,
+augmentations, noise and timesteps are drawn from a generator seeded by (seed, process, step). A run stopped
 at step k and resumed reaches the same weights as an uninterrupted run (on the same machine and
 settings; not in opacus' secure mode, whose noise cannot be replayed).
 """
@@ -153,7 +154,9 @@ def run_loop(
         torch.set_num_threads(int(train_cfg["torch_threads"]))
     # Seed everything the run draws from; each stream has its own generator so it can be checkpointed.
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)  # batch indices, augmentations, noise, timesteps
+    # Batch indices, augmentations, noise, timesteps: reseeded every step from (seed, process, step),
+    # so it has no state to checkpoint.
+    gen = torch.Generator()
     loader_gen = torch.Generator().manual_seed(seed + 1)  # Poisson sampling (DP)
     noise_gen = torch.Generator().manual_seed(seed + 2)  # DP noise
     module.to(device)
@@ -197,7 +200,6 @@ def run_loop(
         optimizer.load_state_dict(state["optimizer"])
         lr_scheduler.load_state_dict(state["lr_scheduler"])
         ema.load_state_dict(state["ema"])
-        gen.set_state(state["gen"])
         loader_gen.set_state(state["loader_gen"])
         noise_gen.set_state(state["noise_gen"])
         torch.set_rng_state(state["torch_rng"])
@@ -222,7 +224,8 @@ def run_loop(
             else:
                 idx = torch.randint(0, n, (batch_size,), generator=gen)
                 images, masks, healthy = bank.images[idx][:, None], bank.masks[idx][:, None].float(), bank.healthy[idx].float()
-            if images.shape[0] == 0:
+            empty = images.shape[0] == 0
+            if empty:
                 # An empty Poisson batch (DP, small sample rate). There is nothing to run the UNet on,
                 # but the step must still happen: DP-SGD adds noise to a zero gradient and the
                 # accountant counts the step, or the stated ε would not hold.
@@ -242,7 +245,7 @@ def run_loop(
                                                 model_config, labels=labels.to(device))
                 loss = per_sample.mean()
             if private is not None:
-                if images.shape[0] > 0:
+                if not empty:
                     loss.backward()
             else:
                 accelerator.backward(loss)
@@ -253,7 +256,7 @@ def run_loop(
             optimizer.zero_grad(set_to_none=True)
             ema.step(params)
             step += 1
-            if images.shape[0] > 0:
+            if not empty:
                 loss_value = float(loss.detach())
             if bar is not None:
                 bar.update(task, completed=step, loss=loss_value)
@@ -270,7 +273,6 @@ def run_loop(
                         "optimizer": optimizer.state_dict(),
                         "lr_scheduler": lr_scheduler.state_dict(),
                         "ema": ema.state_dict(),
-                        "gen": gen.get_state(),
                         "loader_gen": loader_gen.get_state(),
                         "noise_gen": noise_gen.get_state(),
                         "torch_rng": torch.get_rng_state(),
