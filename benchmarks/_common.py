@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any, Callable
 
 
@@ -15,9 +16,20 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
 
 
 def quick_main(run: Callable[..., list[dict[str, Any]]], doc: str | None, argv: list[str] | None = None) -> int:
-    """``python benchmarks/bench_X.py [--quick]``: run the benchmark and print its rows."""
+    """``python benchmarks/bench_X.py [--quick] [--set KEY=JSON ...]``: run the benchmark, print its rows.
+
+    ``--set`` passes keyword overrides to ``run`` (e.g. entries of a benchmark's SETTINGS: a smaller
+    ROI to afford RePaint's published setting on a CPU).
+    """
     parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
     parser.add_argument("--quick", action="store_true", help="small sizes")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="override passed to run()")
     args = parser.parse_args(argv)
-    print_rows(run(quick=args.quick))
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set takes KEY=JSON, got {item!r}")
+        overrides[key] = json.loads(value)
+    print_rows(run(quick=args.quick, **overrides))
     return 0

@@ -39,9 +39,9 @@ import numpy as np
 import torch
 
 try:  # run as a module (python -m benchmarks.X) or as a script
-    from benchmarks._common import print_rows, quick_main
+    from benchmarks._common import quick_main
 except ImportError:  # pragma: no cover
-    from _common import print_rows, quick_main
+    from _common import quick_main
 
 BENCH = "inpainting"
 
@@ -325,24 +325,7 @@ def run(quick: bool = False, **overrides: Any) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
-
-    if argv is None:
-        import sys
-
-        argv = sys.argv[1:]
-    if not any(a.startswith("--set") for a in argv):
-        return quick_main(run, __doc__, argv)
-    # ``--set KEY=JSON`` overrides entries of SETTINGS (e.g. a smaller ROI to afford RePaint's
-    # published setting for the quality comparison on a CPU).
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
-    args = parser.parse_args(argv)
-    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
-    print_rows(run(quick=args.quick, **overrides))
-    return 0
+    return quick_main(run, __doc__, argv)
 
 
 if __name__ == "__main__":
