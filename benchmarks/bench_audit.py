@@ -1,7 +1,7 @@
 """Audit nearest-neighbour search: time and peak memory against the number of training ROIs.
 
 For N training vectors (1k, 10k, 100k ROIs) and M = 10k synthetic queries, the exact top-k inner
-product search of ``medsynth.audit.search.exact_topk`` (FAISS, batched queries) is timed beside
+product search of ``medsynth.auditing.search.exact_topk`` (FAISS, batched queries) is timed beside
 a brute-force NumPy baseline (the full M x N similarity matrix, then argpartition) and the
 machine's float32 matmul throughput measured in the same run (the roofline: search does 2·M·N·D
 flops). Each measurement runs in its own child process so its peak RSS is its own.
@@ -62,7 +62,7 @@ class _PeakRss:
 
 
 def _data(n: int, m: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from medsynth.audit.search import l2_normalize
+    from medsynth.auditing.search import l2_normalize
 
     rng = np.random.default_rng(seed)
     db = l2_normalize(rng.standard_normal((n, d), dtype=np.float32))
@@ -81,19 +81,19 @@ def _child(kind: str, n: int, m: int, d: int, k: int, batch: int, conn: Any) -> 
         watch = _PeakRss().__enter__()
         t0 = time.perf_counter()
         if kind == "faiss":
-            from medsynth.audit.search import exact_topk
+            from medsynth.auditing.search import exact_topk
 
             exact_topk(q, db, k, batch_size=batch, backend="faiss")
         elif kind == "torch":
-            from medsynth.audit.search import exact_topk
+            from medsynth.auditing.search import exact_topk
 
             exact_topk(q, db, k, batch_size=batch, backend="torch")
         elif kind == "numpy_full":
-            from medsynth.audit.search import numpy_bruteforce_topk
+            from medsynth.auditing.search import numpy_bruteforce_topk
 
             numpy_bruteforce_topk(q, db, k)
         elif kind == "numpy_batched":
-            from medsynth.audit.search import numpy_bruteforce_topk
+            from medsynth.auditing.search import numpy_bruteforce_topk
 
             for s in range(0, m, batch):
                 numpy_bruteforce_topk(q[s : s + batch], db, k)
@@ -138,7 +138,7 @@ def matmul_gflops(size: int = 2048, repeats: int = 3) -> float:
 
 def pipeline(n_train: int, n_syn: int, px: int = 64) -> dict[str, Any]:
     """The whole memorization step on random 64 px ROIs: 4 flips x 5 zooms searched, shifts re-scored."""
-    from medsynth.audit.memorization import nearest_training
+    from medsynth.auditing.memorization import nearest_training
     from medsynth.config import load_config
 
     cfg = load_config(None, kind="audit")["memorization"]

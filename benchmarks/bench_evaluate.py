@@ -84,7 +84,7 @@ def bench_utility(s: dict[str, Any], work: Path, model: Path | None) -> list[dic
     real = make_phantoms(work / "real", n=s["n_real"], seed=1, size=s["size"], lesion_fraction=1.0)
     test = make_phantoms(work / "test", n=s["n_test"], seed=3, size=s["size"], lesion_fraction=1.0)
     if model is not None:
-        from medsynth.generate.pipeline import generate
+        from medsynth.generation.pipeline import generate
 
         backgrounds = make_phantoms(work / "bg", n=s["n_syn"], seed=2, size=s["size"], lesion_fraction=0.0)
         syn = work / "syn"

@@ -25,7 +25,7 @@ from pathlib import Path
 CHILD = r"""
 import json, resource, sys, time
 import torch
-from medsynth.generate.pipeline import generate
+from medsynth.generation.pipeline import generate
 args = json.loads(sys.argv[1])
 if args["threads"]:
     torch.set_num_threads(args["threads"])

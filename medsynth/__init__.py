@@ -24,10 +24,10 @@ _API = {
     "LesionInpainter": "medsynth.models.inpainter",
     "train": "medsynth.models.training",
     "finetune_lora": "medsynth.models.lora",
-    "generate": "medsynth.generate.pipeline",
+    "generate": "medsynth.generation.pipeline",
     "evaluate": "medsynth.metrics.evaluate",
     "evaluate_utility": "medsynth.metrics.utility",
-    "audit": "medsynth.audit.run",
+    "audit": "medsynth.auditing.run",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -65,8 +65,8 @@ def run_demo(
     Returns:
         A :class:`DemoResult` with the output folders, the report paths and headline figures.
     """
-    from medsynth.audit.run import audit
-    from medsynth.generate.pipeline import generate
+    from medsynth.auditing.run import audit
+    from medsynth.generation.pipeline import generate
     from medsynth.io.datasets import load_dataset
     from medsynth.metrics.evaluate import evaluate
     from medsynth.metrics.utility import evaluate_utility

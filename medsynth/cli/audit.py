@@ -29,7 +29,7 @@ def audit(
     from rich.console import Console
     from rich.table import Table
 
-    from medsynth.audit.run import audit as run_audit
+    from medsynth.auditing.run import audit as run_audit
 
     console = Console()
     result = run_audit(train, synthetic, holdout, model=model, config=config, progress=not quiet)

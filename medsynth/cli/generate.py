@@ -1,6 +1,6 @@
 """``medsynth generate``: write a synthetic segmentation training set with a trained inpainter.
 
-A thin layer over :func:`medsynth.generate.pipeline.generate`: options lay over the packaged
+A thin layer over :func:`medsynth.generation.pipeline.generate`: options lay over the packaged
 defaults (``configs/generate.yaml``) or a ``--config`` file; a rich progress bar with cases/s runs
 while cases are written and a summary table follows.
 """
@@ -51,7 +51,7 @@ def generate(
     from rich.table import Table
 
     from medsynth.config import load_config
-    from medsynth.generate.pipeline import generate as run_generate
+    from medsynth.generation.pipeline import generate as run_generate
 
     cfg = load_config(config, kind="generate")
     given = {"n": n, "seed": seed, "format": format, "batch_size": batch_size, "model_batch": model_batch,

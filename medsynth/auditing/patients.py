@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from medsynth.audit.prepare import PreparedSet
+from medsynth.auditing.prepare import PreparedSet
 from medsynth.errors import AuditInputError
 
 
@@ -21,7 +21,7 @@ def dicom_patient_id(path: Path) -> str | None:
     Raises:
         InvalidDatasetError: a DICOM file whose header cannot be read.
     """
-    from medsynth.audit.phi import _read, is_dicom
+    from medsynth.auditing.phi import _read, is_dicom
 
     path = Path(path)
     if not path.is_file() or not is_dicom(path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medsynth.audit.memorization import (
+from medsynth.auditing.memorization import (
     InvariantPixelEmbedder,
     apply_variant,
     ncc_vectors,

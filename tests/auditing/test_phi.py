@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from medsynth.audit.phi import check_phi, walk_elements
+from medsynth.auditing.phi import check_phi, walk_elements
 from medsynth.config import load_config
 
 MG = "1.2.840.10008.5.1.4.1.1.1.2"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from medsynth.audit.mia import evaluate_attack, roc_auc, roc_curve, tpr_at_fpr
+from medsynth.auditing.mia import evaluate_attack, roc_auc, roc_curve, tpr_at_fpr
 
 
 def brute_force_auc(pos: np.ndarray, neg: np.ndarray) -> float:

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import medsynth.generate.pipeline as pipeline
+import medsynth.generation.pipeline as pipeline
 from medsynth.errors import ConfigError, InvalidDatasetError, InvalidModelError, OutputExistsError
-from medsynth.generate.pipeline import case_streams, generate
+from medsynth.generation.pipeline import case_streams, generate
 from medsynth.io.scan import Case, Scan
 from medsynth.io.writers import to_uint16
 from medsynth.io.writers.atomic import sha256_file
@@ -352,15 +352,24 @@ def test_lesions_already_in_a_background_stay_labelled(tmp_path, model, phantom_
 
 
 def test_generate_is_importable_from_the_package():
-    from medsynth.generate import generate as exported
+    from medsynth.generation import generate as exported
 
     assert exported is generate
 
 
-def test_top_level_api_stays_callable(tmp_path, model, phantom_root):
+def test_top_level_api_functions_are_not_shadowed_by_subpackages(tmp_path, model, phantom_root):
+    import importlib
+    import types
+
     import medsynth
 
-    first, second = medsynth.generate, medsynth.generate  # the second is the (callable) package
-    for i, fn in enumerate((first, second)):
-        r = fn(model, phantom_root, "shapes", 1, tmp_path / f"o{i}", "png", **OPTS)
-        assert r.generated == 1
+    importlib.import_module("medsynth.generation")
+    importlib.import_module("medsynth.auditing")
+    from medsynth.auditing.run import audit
+    from medsynth.generation.pipeline import generate as pipeline_generate
+
+    # Importing the subpackages must not replace the API functions with modules.
+    assert not isinstance(medsynth.generate, types.ModuleType) and medsynth.generate is pipeline_generate
+    assert not isinstance(medsynth.audit, types.ModuleType) and medsynth.audit is audit
+    r = medsynth.generate(model, phantom_root, "shapes", 1, tmp_path / "o", "png", **OPTS)
+    assert r.generated == 1

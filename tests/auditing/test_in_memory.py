@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medsynth.audit.run import audit
+from medsynth.auditing.run import audit
 from medsynth.io.scan import Case, Scan
 
 from .conftest import FAST

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 from scipy import ndimage
 
-from medsynth.audit.search import exact_topk, l2_normalize
+from medsynth.auditing.search import exact_topk, l2_normalize
 
 #: Mirror images of the synthetic sample tried against the training set (a copy may be flipped).
 FLIPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {

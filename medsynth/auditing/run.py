@@ -4,11 +4,11 @@ Runs every check of the privacy audit in order and returns an :class:`AuditResul
 ``verdict`` is "pass" only when every check passed:
 
 1. patient overlap (train and holdout must be disjoint; otherwise :class:`AuditInputError`),
-2. memorization / copies on whole images and lesion ROIs (:mod:`medsynth.audit.memorization`),
-3. holdout baseline (:mod:`medsynth.audit.baseline`),
-4. membership inference against the model, when one is given (:mod:`medsynth.audit.mia`),
+2. memorization / copies on whole images and lesion ROIs (:mod:`medsynth.auditing.memorization`),
+3. holdout baseline (:mod:`medsynth.auditing.baseline`),
+4. membership inference against the model, when one is given (:mod:`medsynth.auditing.mia`),
 5. differential privacy budget from the model card or the synthetic set's manifest,
-6. PHI in the synthetic files (:mod:`medsynth.audit.phi`).
+6. PHI in the synthetic files (:mod:`medsynth.auditing.phi`).
 
 The result writes itself as JSON (``to_json``) and as a one-file HTML report (``save_html``), and
 renders itself in Jupyter.
@@ -26,11 +26,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from medsynth.audit.baseline import holdout_baseline
-from medsynth.audit.memorization import ScopeResult, make_embedder, nearest_training
-from medsynth.audit.patients import check_disjoint, check_patient_ids
-from medsynth.audit.phi import check_phi
-from medsynth.audit.prepare import PreparedSet, as_dataset, prepare
+from medsynth.auditing.baseline import holdout_baseline
+from medsynth.auditing.memorization import ScopeResult, make_embedder, nearest_training
+from medsynth.auditing.patients import check_disjoint, check_patient_ids
+from medsynth.auditing.phi import check_phi
+from medsynth.auditing.prepare import PreparedSet, as_dataset, prepare
 from medsynth.config import load_config
 from medsynth.io.writers.atomic import atomic_write_text
 from medsynth.errors import ConfigError, InvalidModelError
@@ -96,7 +96,7 @@ class AuditResult:
 
     def to_html(self) -> str:
         """The one-file HTML report (figures inlined as base64 PNG)."""
-        from medsynth.audit.report import render_html
+        from medsynth.auditing.report import render_html
 
         return render_html(self)
 
@@ -105,7 +105,7 @@ class AuditResult:
         return atomic_write_text(Path(path), self.to_html())
 
     def _repr_html_(self) -> str:
-        from medsynth.audit.report import render_html
+        from medsynth.auditing.report import render_html
 
         return render_html(self, standalone=False)
 
@@ -273,7 +273,7 @@ def audit(
         # 6. Membership inference against the model.
         mia_out = None
         if model_obj is not None:
-            from medsynth.audit.mia import membership_inference
+            from medsynth.auditing.mia import membership_inference
 
             icfg = cfg["mia"]
             task = bar.add_task("membership inference (patches scored)", total=None)
@@ -461,7 +461,7 @@ def _memorization_summary(scopes: dict[str, ScopeResult], tr: PreparedSet, sy: P
 
 def _closest_pairs(scopes: dict[str, ScopeResult], tr: PreparedSet, sy: PreparedSet, n: int) -> list[dict[str, Any]]:
     """The n closest synthetic/train pairs over all scopes (by NCC), with their thumbnails."""
-    from medsynth.audit.memorization import apply_variant
+    from medsynth.auditing.memorization import apply_variant
 
     rows = []
     for scope, r in scopes.items():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from medsynth.generate.placement import (
+from medsynth.generation.placement import (
     PlacementSettings,
     allowed_region,
     chest_wall_side,
@@ -85,7 +85,7 @@ def test_no_room_gives_none_and_valid_positions_is_exact():
 
 
 def test_large_images_use_a_conservative_coarse_grid(monkeypatch):
-    import medsynth.generate.placement as placement
+    import medsynth.generation.placement as placement
 
     tissue = half_disc((1500, 1200), radius=900)
     spacing = (0.1, 0.1)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from medsynth.audit.run import audit
+from medsynth.auditing.run import audit
 from medsynth.errors import AuditInputError
 
 from .conftest import FAST, PLANTED

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from medsynth.audit.mia import membership_inference
-from medsynth.audit.run import _dp_check, _dp_info, audit
+from medsynth.auditing.mia import membership_inference
+from medsynth.auditing.run import _dp_check, _dp_info, audit
 from medsynth.config import load_config
 
 from .conftest import FAST
@@ -98,7 +98,7 @@ class LookupModel:
 
 
 def test_membership_inference_plumbing_with_a_lookup_model(mia_sets):
-    from medsynth.audit.mia import lesion_patches
+    from medsynth.auditing.mia import lesion_patches
     from medsynth.io.datasets import load_dataset
 
     tr, ho = load_dataset(mia_sets["train"]), load_dataset(mia_sets["holdout"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from medsynth.audit.baseline import holdout_baseline
+from medsynth.auditing.baseline import holdout_baseline
 from medsynth.config import load_config
 
 
@@ -45,7 +45,7 @@ def test_dcr_of_fresh_patients_is_near_half_only_with_a_patient_subsample():
 
 
 def test_patient_subsample_keeps_whole_patients():
-    from medsynth.audit.baseline import _subsampler
+    from medsynth.auditing.baseline import _subsampler
 
     rng = np.random.default_rng(1)
     groups = np.repeat(np.arange(12), 2)

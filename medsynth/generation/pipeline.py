@@ -45,7 +45,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from medsynth.errors import ConfigError, InvalidDatasetError, InvalidMaskError, MedsynthError, OutputExistsError
-from medsynth.generate.manifest import (
+from medsynth.generation.manifest import (
     MANIFEST_NAME,
     build_manifest,
     library_versions,
@@ -54,8 +54,8 @@ from medsynth.generate.manifest import (
     write_dataset_card,
     write_manifest,
 )
-from medsynth.generate.masks import LesionMask, MaskSource, make_mask_source
-from medsynth.generate.placement import PlacementSettings, allowed_region, place_lesion, tissue_mask
+from medsynth.generation.masks import LesionMask, MaskSource, make_mask_source
+from medsynth.generation.placement import PlacementSettings, allowed_region, place_lesion, tissue_mask
 from medsynth.io.writers import FORMATS, LABELS, get_writer, to_uint16
 from medsynth.io.writers.atomic import atomic_write_json, remove_stale_temporaries, sha256_file
 

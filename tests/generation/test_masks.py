@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medsynth.errors import ConfigError, InvalidDatasetError
-from medsynth.generate.masks import (
+from medsynth.generation.masks import (
     RealMaskSource,
     ShapeMaskSource,
     elastic_transform_mask,
@@ -104,7 +104,7 @@ def test_elastic_deformation_moves_the_outline_but_keeps_its_size():
     mask[15:45, 15:45] = True
     rigid = elastic_transform_mask(mask, (0.2, 0.2), (0.2, 0.2), np.random.default_rng(0), 1.0, 0.0, 0.0, 1.0)
     warped = elastic_transform_mask(mask, (0.2, 0.2), (0.2, 0.2), np.random.default_rng(0), 1.0, 0.0, 1.0, 2.0)
-    from medsynth.generate.masks import crop_to_content
+    from medsynth.generation.masks import crop_to_content
 
     assert crop_to_content(rigid).all()  # the square stays a full rectangle without warping
     assert crop_to_content(warped).mean() < 0.97  # warped: its straight edges bend

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medsynth.audit.search import HAVE_FAISS, exact_topk, l2_normalize, numpy_bruteforce_topk
+from medsynth.auditing.search import HAVE_FAISS, exact_topk, l2_normalize, numpy_bruteforce_topk
 
 BACKENDS = ["torch"] + (["faiss"] if HAVE_FAISS else [])
 

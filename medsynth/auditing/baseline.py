@@ -1,7 +1,7 @@
 """Holdout baseline: does the synthetic set sit closer to the training data than fresh real data does?
 
 Two tests on nearest-neighbour distances (normalised pixel space, flips allowed, as in
-:mod:`medsynth.audit.memorization`):
+:mod:`medsynth.auditing.memorization`):
 
 - **DCR overfitting protection** (SDMetrics' ``DCROverfittingProtection``): for each synthetic
   sample, is its distance to the closest training sample smaller than to the closest holdout sample?
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from medsynth.audit.memorization import apply_variant, ncc_vectors
-from medsynth.audit.search import exact_topk
+from medsynth.auditing.memorization import apply_variant, ncc_vectors
+from medsynth.auditing.search import exact_topk
 
 
 def nn_distances(queries: np.ndarray, reference: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
