@@ -11,7 +11,7 @@ NNUNET_STAMP := .nnunet-deps/.installed
 NNUNET_PKGS := nnunetv2 batchgenerators acvl-utils SimpleITK pandas python-dateutil pytz tzdata six yacs \
 	blosc2 numexpr msgpack ndindex py-cpuinfo connected-components-3d requests httpx httpcore h11 anyio sniffio
 
-.PHONY: setup demo test test-all clean
+.PHONY: setup demo test test-all lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,10 +31,14 @@ demo: setup
 	$(BIN)/medsynth demo --out demo-output --overwrite
 
 test: setup $(NNUNET_STAMP)
+	$(BIN)/ruff check medsynth tests benchmarks
 	$(BIN)/python -m pytest
 
 test-all: setup $(NNUNET_STAMP)
 	$(BIN)/python -m pytest -m ""
+
+lint: setup
+	$(BIN)/ruff check medsynth tests benchmarks
 
 clean:
 	rm -rf $(VENV) .nnunet-deps demo-output

@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     roof = matmul_gflops()
     print(f"machine: {machine['platform']}, {machine['cpus']} cpus; float32 matmul {roof:.1f} GFLOP/s")
     rows = []
-    header = f"{'kind':14s} {'N train':>8s} {'M':>6s} {'D':>5s} {'seconds':>9s} {'GFLOP/s':>8s} {'of roof':>7s} {'peak MB':>8s}"
+    header = (f"{'kind':14s} {'N train':>8s} {'M':>6s} {'D':>5s} "
+              f"{'seconds':>9s} {'GFLOP/s':>8s} {'of roof':>7s} {'peak MB':>8s}")
     print(header)
     for n in args.sizes:
         for kind in args.kinds:
@@ -216,7 +217,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             r = measure(kind, n, queries, 128, 50, 1024)
             label = f"{kind} N={n} x M={queries}, D=128, k=50"
             if "seconds" not in r:
-                rows.append({"benchmark": "audit", "metric": label, "value": float("nan"), "unit": "s", "note": r["error"]})
+                rows.append(
+                    {"benchmark": "audit", "metric": label, "value": float("nan"), "unit": "s", "note": r["error"]}
+                )
                 continue
             rows.append({"benchmark": "audit", "metric": label, "value": r["seconds"], "unit": "s",
                          "note": f"peak +{r['peak_extra_mb']:.0f} MB, {r['gflops'] / roof:.2f} of roofline"})

@@ -31,9 +31,18 @@ def run(quick: bool = False, config: dict[str, Any] | None = None) -> list[dict[
             res = run_demo(Path(tmp) / "out", config=config, quick=mode == "quick", progress=False, log=lambda _: None)
             total = time.perf_counter() - t0
         for step, sec in res.timings.items():
-            rows.append({"benchmark": BENCH, "metric": f"{mode}_{step}_seconds", "value": float(sec), "unit": "s", "note": ""})
-        rows.append({"benchmark": BENCH, "metric": f"{mode}_total_seconds", "value": total, "unit": "s",
-                     "note": f"budget {BUDGET_S[mode]:.0f} s on 2 cores; audit verdict {res.figures.get('audit_verdict')}"})
+            rows.append(
+                {"benchmark": BENCH, "metric": f"{mode}_{step}_seconds", "value": float(sec), "unit": "s", "note": ""}
+            )
+        rows.append(
+            {
+                "benchmark": BENCH,
+                "metric": f"{mode}_total_seconds",
+                "value": total,
+                "unit": "s",
+                "note": f"budget {BUDGET_S[mode]:.0f} s on 2 cores; audit verdict {res.figures.get('audit_verdict')}",
+            }
+        )
     return rows
 
 

@@ -73,7 +73,14 @@ def bench_features(s: dict[str, Any], work: Path) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         f = ext.embed(x, batch_size=32)
         dt = time.perf_counter() - t0
-        rows.append(_row(f"features: {name}", n / dt, "images/s", f"{n} images 128 px -> {ext.input_px or 299} px, D={f.shape[1]}"))
+        rows.append(
+            _row(
+                f"features: {name}",
+                n / dt,
+                "images/s",
+                f"{n} images 128 px -> {ext.input_px or 299} px, D={f.shape[1]}",
+            )
+        )
     return rows
 
 

@@ -81,12 +81,26 @@ def run(quick: bool = False) -> list[dict]:
     rows = []
     for res in measure(n_values, verbose=False):
         note = f"{res['size']} backgrounds, {res['format']}, batch {res['batch_size']}, load avg {res['load_avg']:.1f}"
-        rows.append({"benchmark": "generate", "metric": f"cases/s (N={res['n']})", "value": round(res["cases_per_s"], 3),
-                     "unit": "cases/s", "note": note})
+        rows.append(
+            {
+                "benchmark": "generate",
+                "metric": f"cases/s (N={res['n']})",
+                "value": round(res["cases_per_s"], 3),
+                "unit": "cases/s",
+                "note": note,
+            }
+        )
         rows.append({"benchmark": "generate", "metric": f"CPU time per case (N={res['n']})",
                      "value": round(res["cpu_s_per_case"], 2), "unit": "CPU-s", "note": note})
-        rows.append({"benchmark": "generate", "metric": f"peak RSS (N={res['n']})", "value": round(res["peak_rss_mib"]),
-                     "unit": "MiB", "note": note})
+        rows.append(
+            {
+                "benchmark": "generate",
+                "metric": f"peak RSS (N={res['n']})",
+                "value": round(res["peak_rss_mib"]),
+                "unit": "MiB",
+                "note": note,
+            }
+        )
     return rows
 
 

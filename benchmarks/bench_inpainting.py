@@ -79,7 +79,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
 TRAIN_SEED, TEST_SEED, REF_SEED = 101, 202, 303
 
 
-def phantom_cases(seed: int, n: int, size: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray, tuple[float, float]]]:
+def phantom_cases(
+    seed: int, n: int, size: tuple[int, int]
+) -> list[tuple[np.ndarray, np.ndarray, tuple[float, float]]]:
     """``n`` phantom mammograms as (image in [0, 1], lesion mask, spacing) tuples (in memory)."""
     from medsynth.phantoms import render_phantom
 
@@ -178,8 +180,14 @@ def sample(model: Any, images: np.ndarray, masks: np.ndarray, batch: int, steps:
     out = []
     t0 = time.perf_counter()
     for s in range(0, len(images), batch):
-        out.append(m(images[s:s + batch], masks[s:s + batch], seeds=[seed + s + k for k in range(len(images[s:s + batch]))],
-                     num_inference_steps=steps))
+        out.append(
+            m(
+                images[s : s + batch],
+                masks[s : s + batch],
+                seeds=[seed + s + k for k in range(len(images[s : s + batch]))],
+                num_inference_steps=steps,
+            )
+        )
     return np.concatenate(out), time.perf_counter() - t0
 
 

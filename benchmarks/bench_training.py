@@ -155,7 +155,9 @@ def overhead_breakdown(bank: Any, batch_size: int) -> dict[str, float]:
 
     every = int(cfg["training"]["checkpoint_every"])
     return {
-        "augment_batch": _median_seconds(lambda: augment_batch(images, masks, healthy, gen, float(model_config["spacing_mm"]), cfg["data"])),
+        "augment_batch": _median_seconds(
+            lambda: augment_batch(images, masks, healthy, gen, float(model_config["spacing_mm"]), cfg["data"])
+        ),
         "ema_step": _median_seconds(lambda: ema.step(params)),
         "lr_scheduler_step": _median_seconds(lambda: lr.step()),
         f"checkpoint_amortised_every_{every}": _median_seconds(checkpoint, repeats=3) / every,
@@ -188,8 +190,15 @@ def run(quick: bool = False, **overrides: Any) -> list[dict[str, Any]]:
     med = {k: statistics.median(v) for k, v in results.items()}
     for mp in s["precisions"]:
         label = "fp32" if mp == "no" else mp
-        row(f"images_per_s_medsynth_{label}", med[("medsynth", mp)], "img/s", method.format(n=len(results[("medsynth", mp)])))
-        row(f"images_per_s_plain_{label}", med[("plain", mp)], "img/s", "minimal torch loop, same UNet/loss/AdamW/clip")
+        row(
+            f"images_per_s_medsynth_{label}",
+            med[("medsynth", mp)],
+            "img/s",
+            method.format(n=len(results[("medsynth", mp)])),
+        )
+        row(
+            f"images_per_s_plain_{label}", med[("plain", mp)], "img/s", "minimal torch loop, same UNet/loss/AdamW/clip"
+        )
         ratios = [a / b for a, b in zip(results[("medsynth", mp)], results[("plain", mp)])]
         row(f"ratio_medsynth_over_plain_{label}", statistics.median(ratios), "x",
             f"goal >= 1.0; per-repeat ratios {', '.join(f'{r:.2f}' for r in ratios)}")

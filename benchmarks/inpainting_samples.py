@@ -35,7 +35,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=160)
     ap.add_argument("--npz", type=Path, default=None, help="pre-rendered phantoms (images, masks, spacing)")
     ap.add_argument("--minutes", type=float, default=8.0)
-    ap.add_argument("--steps", type=int, default=3000, help="planned steps (the LR schedule); the time limit may stop earlier")
+    ap.add_argument(
+        "--steps", type=int, default=3000, help="planned steps (the LR schedule); the time limit may stop earlier"
+    )
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--mixed-precision", default="no")
     ap.add_argument("--threads", type=int, default=None)
@@ -69,17 +71,29 @@ def main() -> None:
         t_bank = time.perf_counter() - t0
         print("patch bank", bank.info, f"{t_bank:.1f} s", flush=True)
 
-        model = train(bank, model_dir, steps=args.steps, progress=False, resume=args.resume, batch_size=args.batch_size,
-                      mixed_precision=args.mixed_precision, time_limit_minutes=args.minutes,
-                      warmup_steps=min(100, args.steps // 10), lr_scheduler="constant_with_warmup",
-                      checkpoint_every=50, torch_threads=args.threads)
+        model = train(
+            bank,
+            model_dir,
+            steps=args.steps,
+            progress=False,
+            resume=args.resume,
+            batch_size=args.batch_size,
+            mixed_precision=args.mixed_precision,
+            time_limit_minutes=args.minutes,
+            warmup_steps=min(100, args.steps // 10),
+            lr_scheduler="constant_with_warmup",
+            checkpoint_every=50,
+            torch_threads=args.threads,
+        )
         model.save_pretrained(model_dir)  # also when the time limit stopped it (EMA weights)
         card = model.model_card
         steps, secs = card["training"]["steps"], card["training"]["seconds_this_run"]
         print(f"reached step {steps}; this run {secs} s; final loss {card['training']['final_loss']:.4f}", flush=True)
 
     # Held-out sheet: healthy backgrounds + masks of held-out masses.
-    held = build_patch_bank(render(24, 10_000), 64, 0.5, {"lesion_crops_per_lesion": 1, "healthy_crops_per_case": 1}, seed=1)
+    held = build_patch_bank(
+        render(24, 10_000), 64, 0.5, {"lesion_crops_per_lesion": 1, "healthy_crops_per_case": 1}, seed=1
+    )
     healthy = held.images[held.healthy][:8].numpy()
     masks = held.masks[~held.healthy][:8].numpy()
     real = held.images[~held.healthy][:8].numpy()  # the held-out lesions whose masks are used
@@ -98,23 +112,40 @@ def main() -> None:
 
     fig, axes = plt.subplots(4, k, figsize=(1.6 * k, 6.9))
     for j in range(k):
-        for row, (img, cmap) in enumerate(((healthy[j], "gray"), (masks[j], "gray"), (result[j], "gray"), (real[j], "gray"))):
+        for row, (img, cmap) in enumerate(
+            ((healthy[j], "gray"), (masks[j], "gray"), (result[j], "gray"), (real[j], "gray"))
+        ):
             ax = axes[row, j]
             ax.imshow(img, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
         if j == 0:
             for row, name in enumerate(("background", "mask", "result", "real lesion\n(held out)")):
                 axes[row, 0].set_ylabel(name)
-    fig.suptitle(f"medsynth inpainter after {steps} CPU training steps (batch {card['training']['batch_size']}), 64 px at 0.5 mm, "
-                 f"DDIM {model.config['num_inference_steps']} steps", fontsize=9)
+    fig.suptitle(
+        f"medsynth inpainter after {steps} CPU training steps (batch {card['training']['batch_size']}), "
+        "64 px at 0.5 mm, "
+        f"DDIM {model.config['num_inference_steps']} steps",
+        fontsize=9,
+    )
     fig.tight_layout()
     args.sheet.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.sheet, dpi=110)
-    (args.out / "bench.json").write_text(json.dumps({
-        "patch_bank_seconds": t_bank, "bank": bank.info if bank is not None else card["data"], "steps": steps, "train_seconds": secs,
-        "sample_seconds": t_sample, "n_sampled": k, "batch_size": args.batch_size,
-        "mixed_precision": args.mixed_precision, "threads": torch.get_num_threads(),
-    }, indent=2))
+    (args.out / "bench.json").write_text(
+        json.dumps(
+            {
+                "patch_bank_seconds": t_bank,
+                "bank": bank.info if bank is not None else card["data"],
+                "steps": steps,
+                "train_seconds": secs,
+                "sample_seconds": t_sample,
+                "n_sampled": k,
+                "batch_size": args.batch_size,
+                "mixed_precision": args.mixed_precision,
+                "threads": torch.get_num_threads(),
+            },
+            indent=2,
+        )
+    )
     print("wrote", args.sheet)
 
 

@@ -15,8 +15,8 @@ import datetime as dt
 import importlib
 import json
 import os
-import platform
 import pkgutil
+import platform
 import time
 import traceback
 from pathlib import Path

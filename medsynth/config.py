@@ -68,7 +68,9 @@ def load_config(name_or_path: str | Path | dict[str, Any] | None = None, kind: s
     if kind is not None:
         unknown = _unknown_keys(base, user)
         if unknown:
-            raise ConfigError(f"unknown setting(s) {', '.join(unknown)} in the {kind} config; known: {', '.join(base)}", path)
+            raise ConfigError(
+                f"unknown setting(s) {', '.join(unknown)} in the {kind} config; known: {', '.join(base)}", path
+            )
     return deep_update(base, user)
 
 

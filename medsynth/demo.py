@@ -139,7 +139,9 @@ def run_demo(
         ev = evaluate(res.paths["data_test"], res.paths["synthetic"], features=ecfg["features"], progress=progress)
         ucfg = ecfg["utility"]
         # The low-data regime synthetic data is meant for: a few real training images.
-        few_real = [c for c in load_dataset(res.paths["data_train"]) if c.mask is not None][: int(ucfg["n_real_train"])]
+        few_real = [c for c in load_dataset(res.paths["data_train"]) if c.mask is not None][
+            : int(ucfg["n_real_train"])
+        ]
         ut = evaluate_utility(
             few_real, res.paths["synthetic"], res.paths["data_test"],
             steps=int(ucfg["steps"]), seeds=int(ucfg["seeds"]), progress=progress,
@@ -181,7 +183,9 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
 
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise OutputExistsError("output folder is not empty; pass --overwrite to replace an earlier demo's output", out)
+            raise OutputExistsError(
+                "output folder is not empty; pass --overwrite to replace an earlier demo's output", out
+            )
         if not (out / MARKER).is_file():
             raise OutputExistsError(f"output folder is not empty and holds no earlier demo output ({MARKER} missing); "
                                     "choose another --out", out)

@@ -22,8 +22,11 @@ def test_demo_quick_end_to_end(tmp_path):
     assert audit["verdict"] in ("pass", "fail") and audit["checks"]
     assert summary["figures"]["dp_epsilon"] is not None and 0 < summary["figures"]["dp_epsilon"] <= 50.0
     # the synthetic set is an nnU-Net raw dataset
-    dataset_json = json.loads((out / "synthetic" / "dataset.json").read_text()) if (out / "synthetic" / "dataset.json").exists() \
+    dataset_json = (
+        json.loads((out / "synthetic" / "dataset.json").read_text())
+        if (out / "synthetic" / "dataset.json").exists()
         else json.loads(next((out / "synthetic").glob("*/dataset.json")).read_text())
+    )
     assert dataset_json["numTraining"] == 8
 
 

@@ -20,7 +20,8 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 .verdict{font-size:2em;font-weight:700;padding:.4em .8em;border-radius:8px;display:inline-block}
 .pass{background:#d9f2dc;color:#135c1e}.fail{background:#f9d6d5;color:#8a1c17}
-table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;font-size:.92em}
+table{border-collapse:collapse;margin:.6em 0}
+td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;font-size:.92em}
 th{background:#f3f3f3}.ok{color:#135c1e;font-weight:600}.bad{color:#8a1c17;font-weight:600}
 img{max-width:100%}code,pre{background:#f6f6f6;font-size:.85em}pre{padding:.6em;overflow-x:auto}
 .note{color:#555;font-size:.92em}
@@ -28,7 +29,8 @@ img{max-width:100%}code,pre{background:#f6f6f6;font-size:.85em}pre{padding:.6em;
 
 
 def pairs_figure(pairs: list[dict[str, Any]]) -> str:
-    """Side-by-side grid: each row a synthetic sample (aligned by its matched flip/zoom) and its nearest training one."""
+    """Side-by-side grid: each row a synthetic sample (aligned by its matched flip/zoom) and its nearest
+    training one."""
     from matplotlib.figure import Figure
 
     n = len(pairs)
@@ -40,8 +42,10 @@ def pairs_figure(pairs: list[dict[str, Any]]) -> str:
         mark = "FLAGGED " if p["flagged"] else ""
         row[0].set_title(f"{mark}synthetic ({p['scope']}, {p['transform']})\n{p['synthetic'][-38:]}", fontsize=7,
                          color="#8a1c17" if p["flagged"] else "black")
-        row[1].set_title(f"nearest train  NCC {p['ncc']:.3f}  ratio {p['carlini_ratio']:.2f}\n{p['nearest_train'][-38:]}",
-                         fontsize=7)
+        row[1].set_title(
+            f"nearest train  NCC {p['ncc']:.3f}  ratio {p['carlini_ratio']:.2f}\n{p['nearest_train'][-38:]}",
+            fontsize=7,
+        )
         for ax in row:
             ax.axis("off")
     fig.tight_layout()
@@ -127,10 +131,12 @@ def render_html(result: Any, standalone: bool = True) -> str:
                  "image and lesion ROI, with flips, zooms and shifts tried: NCC of pixels (Akbar et al.), SSIM, "
                  "embedding cosine (Dar et al.) and Carlini et al.'s ratio (α = 0.5, n = 50).</p>")
     parts.append(_checks_table(d["checks"], "memorization"))
-    rows = "".join(f"<tr><td>{html.escape(s)}</td><td>{x['n']}</td><td>{x['n_flagged']}</td><td>{fmt(x['max_ncc'])}</td>"
-                   f"<td>{fmt(x['max_ssim'])}</td><td>{fmt(x['min_carlini_ratio'])}</td>"
-                   f"<td>{fmt(x['max_embedding_cosine'])} ({fmt(x['embedding'])})</td></tr>"
-                   for s, x in memo["scopes"].items())
+    rows = "".join(
+        f"<tr><td>{html.escape(s)}</td><td>{x['n']}</td><td>{x['n_flagged']}</td><td>{fmt(x['max_ncc'])}</td>"
+        f"<td>{fmt(x['max_ssim'])}</td><td>{fmt(x['min_carlini_ratio'])}</td>"
+        f"<td>{fmt(x['max_embedding_cosine'])} ({fmt(x['embedding'])})</td></tr>"
+        for s, x in memo["scopes"].items()
+    )
     parts.append("<table><tr><th>scope</th><th>samples</th><th>flagged</th><th>max NCC</th><th>max SSIM</th>"
                  f"<th>min Carlini ratio</th><th>max embedding cosine</th></tr>{rows}</table>")
     if memo["flagged"]:
@@ -174,7 +180,9 @@ def render_html(result: Any, standalone: bool = True) -> str:
     elif not dp.get("dp_trained"):
         parts.append("<p>The model was not trained with differential privacy (ε = ∞).</p>")
     else:
-        parts.append(f"<p>ε = {fmt(dp['epsilon'])}, δ = {fmt(dp['delta'])} (from {html.escape(str(dp['source']))}).</p>")
+        parts.append(
+            f"<p>ε = {fmt(dp['epsilon'])}, δ = {fmt(dp['delta'])} (from {html.escape(str(dp['source']))}).</p>"
+        )
 
     # 5. PHI
     phi = d["phi"]

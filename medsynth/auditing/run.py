@@ -32,8 +32,8 @@ from medsynth.auditing.patients import check_disjoint, check_patient_ids
 from medsynth.auditing.phi import check_phi
 from medsynth.auditing.prepare import PreparedSet, as_dataset, prepare
 from medsynth.config import load_config
-from medsynth.io.writers.atomic import atomic_write_text
 from medsynth.errors import ConfigError, InvalidModelError
+from medsynth.io.writers.atomic import atomic_write_text
 
 OCR_NOTE = (
     "Text burned into the pixels is not read (no OCR is done); BurnedInAnnotation is checked, "
@@ -262,9 +262,17 @@ def audit(
                 "median_holdout_to_train": float(np.median(b.holdout_to_train)),
             }
             dcr_fail = b.dcr_share > float(bcfg["dcr_share_max"]) and b.dcr_pvalue < float(bcfg["dcr_alpha"])
-            checks.append(_check(f"baseline_dcr_{scope}", b.dcr_share, float(bcfg["dcr_share_max"]), not dcr_fail,
-                                 pvalue=b.dcr_pvalue, alpha=float(bcfg["dcr_alpha"]),
-                                 note="share of synthetic samples closer to train than to holdout; ~0.5 for fresh data"))
+            checks.append(
+                _check(
+                    f"baseline_dcr_{scope}",
+                    b.dcr_share,
+                    float(bcfg["dcr_share_max"]),
+                    not dcr_fail,
+                    pvalue=b.dcr_pvalue,
+                    alpha=float(bcfg["dcr_alpha"]),
+                    note="share of synthetic samples closer to train than to holdout; ~0.5 for fresh data",
+                )
+            )
             checks.append(_check(f"baseline_mannwhitney_{scope}", b.mw_pvalue, float(bcfg["mannwhitney_alpha"]),
                                  b.mw_pvalue >= float(bcfg["mannwhitney_alpha"]),
                                  p_synthetic_closer_than_holdout=b.auc_closer,

@@ -9,9 +9,13 @@ from typing import Annotated, Optional
 import typer
 
 DpFlag = Annotated[bool, typer.Option("--dp", help="Differential privacy: opacus DP-SGD with Poisson sampling.")]
-TargetEpsilon = Annotated[Optional[float], typer.Option("--target-epsilon", help="ε to reach at the last step (with --dp).")]
+TargetEpsilon = Annotated[
+    Optional[float], typer.Option("--target-epsilon", help="ε to reach at the last step (with --dp).")
+]
 TargetDelta = Annotated[Optional[float], typer.Option("--target-delta", help="δ (with --dp).")]
-MaxGradNorm = Annotated[Optional[float], typer.Option("--max-grad-norm", help="Per-sample clipping bound (with --dp).")]
+MaxGradNorm = Annotated[
+    Optional[float], typer.Option("--max-grad-norm", help="Per-sample clipping bound (with --dp).")
+]
 SecureMode = Annotated[bool, typer.Option("--secure-mode", help="Secure RNG for the DP noise (needs torchcsprng).")]
 
 
@@ -37,7 +41,10 @@ def dp_rows(dp: Optional[dict]) -> list[tuple[str, str]]:
         return [("differential privacy", "none")]
     return [
         ("ε spent", f"{dp['epsilon']:.4g} (δ = {dp['delta']:.3g}, {dp['accountant']})"),
-        ("noise multiplier", f"{dp['noise_multiplier']:.4g}, max grad norm {dp['max_grad_norm']}, sample rate {dp['sample_rate']:.4g}"),
+        (
+            "noise multiplier",
+            f"{dp['noise_multiplier']:.4g}, max grad norm {dp['max_grad_norm']}, sample rate {dp['sample_rate']:.4g}",
+        ),
     ]
 
 

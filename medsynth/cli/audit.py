@@ -19,7 +19,9 @@ def audit(
     train: Path = typer.Option(..., "--train", help="Real images the model was trained on (any dataset layout)."),
     synthetic: Path = typer.Option(..., "--synthetic", help="The synthetic set to be released."),
     holdout: Path = typer.Option(..., "--holdout", help="Real images of other patients the model never saw."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Model directory: runs membership inference and reads ε/δ."),
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="Model directory: runs membership inference and reads ε/δ."
+    ),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML laid over configs/audit.yaml (thresholds)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the one-file HTML report here."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the machine-readable verdict here."),
@@ -38,7 +40,9 @@ def audit(
     if report is not None:
         result.save_html(report)
 
-    table = Table(title=f"medsynth audit: {result.verdict.upper()}", title_style="bold green" if result.passed else "bold red")
+    table = Table(
+        title=f"medsynth audit: {result.verdict.upper()}", title_style="bold green" if result.passed else "bold red"
+    )
     for col in ("check", "result", "value", "threshold"):
         table.add_column(col)
     for c in result.checks:

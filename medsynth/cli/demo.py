@@ -23,7 +23,9 @@ def demo(
     from medsynth.demo import run_demo
 
     console = Console()
-    res = run_demo(out, config=config, quick=quick, overwrite=overwrite, log=lambda s: console.print(f"[bold cyan]{s}"))
+    res = run_demo(
+        out, config=config, quick=quick, overwrite=overwrite, log=lambda s: console.print(f"[bold cyan]{s}")
+    )
     table = Table(title="medsynth demo", show_header=True)
     table.add_column("step")
     table.add_column("seconds", justify="right")

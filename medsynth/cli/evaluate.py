@@ -29,7 +29,9 @@ def evaluate(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache of domain encoders and real features."),
     utility: bool = typer.Option(False, "--utility", help="Run the downstream segmentation utility test instead."),
     real_train: Optional[Path] = typer.Option(None, "--real-train", help="--utility: real training set (with masks)."),
-    real_test: Optional[Path] = typer.Option(None, "--real-test", help="--utility: held-out real test set (with masks)."),
+    real_test: Optional[Path] = typer.Option(
+        None, "--real-test", help="--utility: held-out real test set (with masks)."
+    ),
     steps: Optional[int] = typer.Option(None, "--steps", help="--utility: training steps per model."),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="--utility: seeds per training arm."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
@@ -43,7 +45,11 @@ def evaluate(
     console = Console()
     cfg = load_config(config, kind="evaluate")
     if utility:
-        missing = [n for n, v in (("--real-train", real_train), ("--synthetic", synthetic), ("--real-test", real_test)) if v is None]
+        missing = [
+            n
+            for n, v in (("--real-train", real_train), ("--synthetic", synthetic), ("--real-test", real_test))
+            if v is None
+        ]
         if missing:
             raise ConfigError(f"--utility needs {', '.join(missing)}")
         from medsynth.metrics.utility import evaluate_utility
@@ -71,7 +77,9 @@ def evaluate(
 
     missing = [n for n, v in (("--real", real), ("--synthetic", synthetic)) if v is None]
     if missing:
-        raise ConfigError(f"evaluate needs {', '.join(missing)} (or --utility with --real-train/--synthetic/--real-test)")
+        raise ConfigError(
+            f"evaluate needs {', '.join(missing)} (or --utility with --real-train/--synthetic/--real-test)"
+        )
     from medsynth.metrics.evaluate import evaluate as run_evaluate
 
     result = run_evaluate(

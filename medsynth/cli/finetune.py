@@ -13,7 +13,16 @@ from typing import Optional
 import typer
 
 from medsynth.cli._app import EXIT_OK, app
-from medsynth.cli._dp import DpFlag, MaxGradNorm, SecureMode, TargetDelta, TargetEpsilon, dp_options, dp_rows, print_summary
+from medsynth.cli._dp import (
+    DpFlag,
+    MaxGradNorm,
+    SecureMode,
+    TargetDelta,
+    TargetEpsilon,
+    dp_options,
+    dp_rows,
+    print_summary,
+)
 
 
 @app.command()
@@ -34,7 +43,10 @@ def finetune(
     secure_mode: SecureMode = False,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Fine-tune a LoRA adapter of MODEL_DIR on DATA; load it with LesionInpainter.from_pretrained(MODEL_DIR, adapter=OUT)."""
+    """Fine-tune a LoRA adapter of MODEL_DIR on DATA.
+
+    Load it with LesionInpainter.from_pretrained(MODEL_DIR, adapter=OUT).
+    """
     from medsynth.errors import ConfigError
     from medsynth.models.lora import finetune_lora
 

@@ -26,19 +26,31 @@ def _split(values: Optional[list[str]]) -> Optional[list[str]]:
 @app.command()
 def generate(
     model: Path = typer.Option(..., "--model", help="Model directory (medsynth train)."),
-    backgrounds: Path = typer.Option(..., "--backgrounds", help="Dataset of background images (any layout load_dataset reads)."),
+    backgrounds: Path = typer.Option(
+        ..., "--backgrounds", help="Dataset of background images (any layout load_dataset reads)."
+    ),
     out: Path = typer.Option(..., "--out", help="Output folder (must be empty unless --resume/--overwrite)."),
-    masks: Optional[str] = typer.Option(None, "--masks", help="Lesion outlines: 'shapes' or 'real:DATA'. (default shapes)"),
+    masks: Optional[str] = typer.Option(
+        None, "--masks", help="Lesion outlines: 'shapes' or 'real:DATA'. (default shapes)"
+    ),
     n: Optional[int] = typer.Option(None, "--n", help="Number of cases. (default 100)"),
     format: Optional[str] = typer.Option(None, "--format", help="nnunet | monai | dicom | png. (default nnunet)"),
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="LoRA adapter directory."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Run seed; case i depends only on (seed, i). (default 0)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Cases per step (memory only). (default 8)"),
-    model_batch: Optional[int] = typer.Option(None, "--model-batch", help="Patches per model call; part of the output's definition. (default 8)"),
+    model_batch: Optional[int] = typer.Option(
+        None, "--model-batch", help="Patches per model call; part of the output's definition. (default 8)"
+    ),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default: the model's)."),
-    shape: Optional[list[str]] = typer.Option(None, "--shape", help="round|oval|lobulated|irregular (repeat or comma-separate)."),
-    margin: Optional[list[str]] = typer.Option(None, "--margin", help="circumscribed|ill-defined|spiculated (repeat or comma-separate)."),
-    lesion_class: Optional[list[str]] = typer.Option(None, "--class", help="mass|calcification (repeat or comma-separate)."),
+    shape: Optional[list[str]] = typer.Option(
+        None, "--shape", help="round|oval|lobulated|irregular (repeat or comma-separate)."
+    ),
+    margin: Optional[list[str]] = typer.Option(
+        None, "--margin", help="circumscribed|ill-defined|spiculated (repeat or comma-separate)."
+    ),
+    lesion_class: Optional[list[str]] = typer.Option(
+        None, "--class", help="mass|calcification (repeat or comma-separate)."
+    ),
     size_mm: Optional[str] = typer.Option(None, "--size-mm", help="Lesion size range MIN:MAX in mm. (default 5:15)"),
     lesions_per_case: Optional[int] = typer.Option(None, "--lesions-per-case", help="Lesions per image. (default 1)"),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUT."),
@@ -93,7 +105,9 @@ def generate(
     table.add_row("output", str(result.out))
     table.add_row("format", result.format)
     table.add_row("cases", f"{result.n} ({result.generated} generated now, {result.skipped} resumed)")
-    table.add_row("lesions painted", ", ".join(f"{v} {k}" for k, v in sorted(result.lesions.items())) or "none (resumed)")
+    table.add_row(
+        "lesions painted", ", ".join(f"{v} {k}" for k, v in sorted(result.lesions.items())) or "none (resumed)"
+    )
     table.add_row("time", f"{result.seconds:.1f} s ({result.cases_per_s:.2f} cases/s)")
     table.add_row("index", ", ".join(p.as_posix() for p in result.index_files) or "-")
     table.add_row("manifest", str(result.manifest))

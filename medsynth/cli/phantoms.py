@@ -58,8 +58,12 @@ def phantoms(
     density: Optional[str] = typer.Option(None, "--density", help="BI-RADS density a|b|c|d (default: per patient)."),
     layout: Optional[str] = typer.Option(None, "--layout", help="cbis-ddsm | nifti | folder. (default cbis-ddsm)"),
     monochrome: Optional[int] = typer.Option(None, "--monochrome", help="1 (stored inverted) or 2. (default 2)"),
-    burned_in_text: bool = typer.Option(False, "--burned-in-text", help="Write a decoy name and date into the pixels."),
-    patient_offset: Optional[int] = typer.Option(None, "--patient-offset", help="Skip this many patients. (default 0)"),
+    burned_in_text: bool = typer.Option(
+        False, "--burned-in-text", help="Write a decoy name and date into the pixels."
+    ),
+    patient_offset: Optional[int] = typer.Option(
+        None, "--patient-offset", help="Skip this many patients. (default 0)"
+    ),
     lesion_fraction: Optional[float] = typer.Option(
         None, "--lesion-fraction", help="Share of images with a lesion. (default 0.75)"
     ),

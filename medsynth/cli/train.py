@@ -12,12 +12,23 @@ from typing import Optional
 import typer
 
 from medsynth.cli._app import EXIT_OK, app
-from medsynth.cli._dp import DpFlag, MaxGradNorm, SecureMode, TargetDelta, TargetEpsilon, dp_options, dp_rows, print_summary
+from medsynth.cli._dp import (
+    DpFlag,
+    MaxGradNorm,
+    SecureMode,
+    TargetDelta,
+    TargetEpsilon,
+    dp_options,
+    dp_rows,
+    print_summary,
+)
 
 
 @app.command()
 def train(
-    data: Path = typer.Argument(..., help="Training data: anything load_dataset reads (CBIS-DDSM, folder, nnU-Net, MONAI)."),
+    data: Path = typer.Argument(
+        ..., help="Training data: anything load_dataset reads (CBIS-DDSM, folder, nnU-Net, MONAI)."
+    ),
     out: Path = typer.Option(..., "--out", help="Model directory to write (checkpoints in OUT/checkpoints)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML laid over configs/train.yaml."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps."),

@@ -100,17 +100,21 @@ def render_dataset_card(manifest: dict[str, Any], index_files: list[str]) -> str
         f"- Cases: {manifest.get('n_complete')} of {manifest.get('n_requested')} requested "
         f"({'complete' if manifest.get('complete') else 'INCOMPLETE'}).",
         f"- Format: `{manifest.get('format')}`; index file(s): "
-        + (", ".join(f"`{p}`" for p in index_files) if index_files else "none (see manifest.json)") + ".",
+        + (", ".join(f"`{p}`" for p in index_files) if index_files else "none (see manifest.json)")
+        + ".",
         f"- Label values: {classes}.",
         "- `manifest.json`: every file with its SHA-256, the lesions of each case and their seeds.",
         "",
         "## How it was made",
         "",
         f"- medsynth {manifest.get('versions', {}).get('medsynth')}, model weights sha256 "
-        f"`{model.get('sha256')}`" + (f", LoRA adapter sha256 `{model.get('adapter_sha256')}`" if model.get("adapter_sha256") else "") + ".",
+        f"`{model.get('sha256')}`"
+        + (f", LoRA adapter sha256 `{model.get('adapter_sha256')}`" if model.get("adapter_sha256") else "")
+        + ".",
         f"- Sampler `{model.get('sampler')}`, {model.get('num_inference_steps')} steps; seed {manifest.get('seed')}; "
         "case i depends only on (seed, i).",
-        f"- Lesion outlines: `{masks.get('source')}` ({', '.join(f'{k}={v}' for k, v in masks.items() if k != 'source')}).",
+        f"- Lesion outlines: `{masks.get('source')}` "
+        f"({', '.join(f'{k}={v}' for k, v in masks.items() if k != 'source')}).",
         "- Placement: inside the breast-tissue mask computed from each background, away from the skin",
         "  line and chest wall, never overlapping another lesion "
         f"({', '.join(f'{k}={v}' for k, v in manifest.get('placement', {}).items())}).",

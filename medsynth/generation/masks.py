@@ -138,8 +138,13 @@ class ShapeMaskSource:
 
     name = "shapes"
 
-    def __init__(self, shapes: Sequence[str] | str | None = None, margins: Sequence[str] | str | None = None,
-                 size_mm: str | Sequence[float] = (5.0, 15.0), classes: Sequence[str] | str | None = ("mass",)) -> None:
+    def __init__(
+        self,
+        shapes: Sequence[str] | str | None = None,
+        margins: Sequence[str] | str | None = None,
+        size_mm: str | Sequence[float] = (5.0, 15.0),
+        classes: Sequence[str] | str | None = ("mass",),
+    ) -> None:
         self.shapes = _parse_choices(shapes, MASS_SHAPES, "shape")
         self.margins = _parse_choices(margins, MASS_MARGINS, "margin")
         self.classes = _parse_choices(classes, CLASSES, "lesion class")

@@ -121,7 +121,9 @@ def case_id(index: int) -> str:
 def case_streams(seed: int, index: int) -> dict[str, np.random.Generator]:
     """The four independent random streams of case ``index``: background, mask, placement, inpaint."""
     children = np.random.SeedSequence([int(seed), int(index)]).spawn(4)
-    return {name: np.random.default_rng(s) for name, s in zip(("background", "mask", "placement", "inpaint"), children)}
+    return {
+        name: np.random.default_rng(s) for name, s in zip(("background", "mask", "placement", "inpaint"), children)
+    }
 
 
 def _file_or_dir_sha256(path: Path) -> str:
@@ -165,7 +167,9 @@ def _load_model(model: Any, adapter: str | Path | None) -> tuple[Any, dict[str, 
     dp = card.get("dp")
     dp_facts = None
     if dp:
-        dp_facts = {k: dp.get(k) for k in ("epsilon", "delta", "accountant", "noise_multiplier", "max_grad_norm") if k in dp}
+        dp_facts = {
+            k: dp.get(k) for k in ("epsilon", "delta", "accountant", "noise_multiplier", "max_grad_norm") if k in dp
+        }
     config = obj.config
     facts = {
         "sha256": sha,
@@ -271,7 +275,9 @@ def _prepare_output(out: Path, settings: dict[str, Any], public: dict[str, Any],
                 old, _ = _read_state(state, out)
                 changed = _diff_settings(old, settings)
                 if changed:
-                    raise OutputExistsError(f"cannot resume: settings differ from the interrupted run ({', '.join(changed)})", out)
+                    raise OutputExistsError(
+                        f"cannot resume: settings differ from the interrupted run ({', '.join(changed)})", out
+                    )
                 return "resume"
             manifest = out / MANIFEST_NAME
             if manifest.is_file():
@@ -398,7 +404,14 @@ def _read_records(state: Path) -> dict[int, dict[str, Any]]:
 
 def _progress(enabled: bool, total: int):
     """A rich progress bar with cases/s (or a no-op stand-in)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("[bold]generate[/]"), BarColumn(), MofNCompleteColumn(),
@@ -487,7 +500,9 @@ def generate(
         try:
             placement = PlacementSettings(**{k: float(v) for k, v in placement.items()})
         except TypeError as e:
-            raise ConfigError(f"unknown placement setting ({e}); known: skin_margin_mm, chest_wall_margin_mm, gap_mm") from e
+            raise ConfigError(
+                f"unknown placement setting ({e}); known: skin_margin_mm, chest_wall_margin_mm, gap_mm"
+            ) from e
     placement = placement or PlacementSettings()
     model_obj, model_facts = _load_model(model, adapter)
     steps = int(num_inference_steps or model_obj.config.get("num_inference_steps", 25))
@@ -532,7 +547,9 @@ def generate(
         return GenerationResult(out, format, n, 0, 0, 0.0, out / MANIFEST_NAME, [], rank, world_size)
     stored, run_salt = _read_state(state, out)
     if _diff_settings(stored, settings):
-        raise OutputExistsError(f"run state was made with other settings ({', '.join(_diff_settings(stored, settings))})", out)
+        raise OutputExistsError(
+            f"run state was made with other settings ({', '.join(_diff_settings(stored, settings))})", out
+        )
     header = dict(public, salt_sha256=salt_fingerprint(run_salt), versions=library_versions())
 
     # 3. Generate this process's share, batch by batch.
@@ -557,10 +574,15 @@ def generate(
                     "index": case.index,
                     "case_id": cid,
                     "seed": [int(seed), case.index],
-                    "files": {role: {"path": rel.as_posix(), "sha256": sha256_file(out / rel)} for role, rel in files.items()},
-                    "background": {"id": case.background_id, "shape": list(case.image.shape),
-                                   "spacing_mm": [round(s, 6) for s in case.spacing],
-                                   "pre_existing_lesion_pixels": case.pre_existing},
+                    "files": {
+                        role: {"path": rel.as_posix(), "sha256": sha256_file(out / rel)} for role, rel in files.items()
+                    },
+                    "background": {
+                        "id": case.background_id,
+                        "shape": list(case.image.shape),
+                        "spacing_mm": [round(s, 6) for s in case.spacing],
+                        "pre_existing_lesion_pixels": case.pre_existing,
+                    },
                     "lesions": case.lesions,
                 }
                 _write_record(state, record)

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-
 COARSE_PX = 512
 
 

@@ -170,7 +170,13 @@ def evaluate(
     metrics: dict[str, dict[str, Any]] = {}
     metrics["fid"] = {"value": fidelity.fid(f_real, f_syn), **base, "feature_dim": int(f_real.shape[1])}
     kid_mean, kid_std, kid_size = fidelity.kid(f_real, f_syn, subsets=cfg["kid_subsets"], seed=cfg["seed"])
-    metrics["kid"] = {"value": kid_mean, "std": kid_std, "subset_size": kid_size, "subsets": cfg["kid_subsets"], **base}
+    metrics["kid"] = {
+        "value": kid_mean,
+        "std": kid_std,
+        "subset_size": kid_size,
+        "subsets": cfg["kid_subsets"],
+        **base,
+    }
     k = min(cfg["prdc_k"], n_real - 1, n_syn - 1)
     scores = fidelity.prdc(f_real, f_syn, k=k)
     for name in ("precision", "recall", "density", "coverage"):
@@ -192,7 +198,11 @@ def evaluate(
     if real_set.rois is not None and syn_set.rois is not None and min(len(real_set.rois), len(syn_set.rois)) >= 2:
         # The domain encoder learns whole images; ROIs get their own, trained on the real ROIs.
         roi_extractor = get_extractor(
-            features, real=real_set.rois, cache_dir=cache_dir, config=_extractor_config(features, cfg), progress=progress
+            features,
+            real=real_set.rois,
+            cache_dir=cache_dir,
+            config=_extractor_config(features, cfg),
+            progress=progress,
         )
         roi_extractor_name = roi_extractor.name
         fr = cache.get(roi_extractor, real_set.rois, batch_size=cfg["batch_size"], progress=progress)
@@ -229,7 +239,11 @@ def evaluate(
     meta = {
         "real": real_set.source,
         "synthetic": syn_set.source,
-        "feature_extractor": {"name": extractor.name, "fingerprint": extractor.fingerprint, **_jsonable(extractor.info)},
+        "feature_extractor": {
+            "name": extractor.name,
+            "fingerprint": extractor.fingerprint,
+            **_jsonable(extractor.info),
+        },
         "roi_feature_extractor": roi_extractor_name,
         "image_px": cfg["image_px"],
         "n_real_rois": 0 if real_set.rois is None else int(len(real_set.rois)),
@@ -237,7 +251,9 @@ def evaluate(
         "real_feature_cache": {"hits": cache.hits, "misses": cache.misses},
         "seconds": round(time.perf_counter() - t0, 2),
         "warning": "FID is biased upward and unstable with few samples; compare values only at equal n "
-        "and with the same feature extractor." if min(n_real, n_syn) < 1000 else None,
+        "and with the same feature extractor."
+        if min(n_real, n_syn) < 1000
+        else None,
     }
     n_show = cfg["report_samples"]
     return EvaluationResult(

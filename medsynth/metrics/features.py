@@ -94,7 +94,9 @@ class FeatureExtractor:
         """Resize a ``(N, 1, H, W)`` float batch to the network's input size (anti-aliased)."""
         if self.input_px is not None and tuple(x.shape[-2:]) != (self.input_px, self.input_px):
             down = x.shape[-1] > self.input_px
-            x = F.interpolate(x, size=(self.input_px, self.input_px), mode="bilinear", align_corners=False, antialias=down)
+            x = F.interpolate(
+                x, size=(self.input_px, self.input_px), mode="bilinear", align_corners=False, antialias=down
+            )
         return x
 
     def embed(self, images: np.ndarray, batch_size: int = 64, progress: bool = False) -> np.ndarray:
@@ -113,7 +115,9 @@ class FeatureExtractor:
                 x = torch.from_numpy(np.ascontiguousarray(arr[start : start + batch_size]))[:, None]
                 f = self.module(self.prepare(x))
                 if f.ndim != 2 or f.shape[0] != x.shape[0]:
-                    raise InvalidModelError(f"feature network {self.name} returned shape {tuple(f.shape)}, expected (N, D)")
+                    raise InvalidModelError(
+                        f"feature network {self.name} returned shape {tuple(f.shape)}, expected (N, D)"
+                    )
                 out.append(f.float().cpu().numpy())
                 bar.advance(task, x.shape[0])
         return np.concatenate(out).astype(np.float32, copy=False)
@@ -316,7 +320,11 @@ def train_domain_encoder(
             loss_value = float(loss.detach())
             bar.advance(task)
     model.eval()
-    return model, {"steps": cfg["steps"], "train_seconds": round(time.perf_counter() - start, 2), "final_loss": loss_value}
+    return model, {
+        "steps": cfg["steps"],
+        "train_seconds": round(time.perf_counter() - start, 2),
+        "final_loss": loss_value,
+    }
 
 
 def _resize_stack(images: np.ndarray, px: int) -> np.ndarray:
@@ -363,7 +371,9 @@ def domain_extractor(
             model.load_state_dict(load_file(str(weights)))
             facts = json.loads((folder / "info.json").read_text())
         except (OSError, ValueError, RuntimeError, KeyError) as e:
-            raise InvalidModelError(f"cached domain encoder is unreadable ({e}); delete the folder to retrain", folder) from e
+            raise InvalidModelError(
+                f"cached domain encoder is unreadable ({e}); delete the folder to retrain", folder
+            ) from e
         facts["cache_hit"] = True
     else:
         model, facts = train_domain_encoder(small, cfg, progress=progress)
@@ -449,7 +459,13 @@ class FIDInceptionC(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         d = x
-        for layer in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
+        for layer in (
+            self.branch7x7dbl_1,
+            self.branch7x7dbl_2,
+            self.branch7x7dbl_3,
+            self.branch7x7dbl_4,
+            self.branch7x7dbl_5,
+        ):
             d = layer(d)
         return torch.cat([self.branch1x1(x), b7, d, self.branch_pool(_tf_avg_pool(x))], 1)
 
@@ -561,7 +577,9 @@ def inception_extractor(path: str | Path | None) -> FeatureExtractor:
         raise MissingWeightsError(_MISSING_WEIGHTS_HELP.format(name=FID_WEIGHTS_FILE))
     path = Path(path).expanduser()
     if not path.is_file():
-        raise MissingWeightsError("weights file not found. " + _MISSING_WEIGHTS_HELP.format(name=FID_WEIGHTS_FILE), path)
+        raise MissingWeightsError(
+            "weights file not found. " + _MISSING_WEIGHTS_HELP.format(name=FID_WEIGHTS_FILE), path
+        )
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -591,7 +609,8 @@ def inception_extractor(path: str | Path | None) -> FeatureExtractor:
     if bad:
         k = bad[0]
         raise InvalidModelError(
-            f"{len(bad)} tensor(s) of the wrong shape, e.g. {k}: {tuple(state[k].shape)} instead of {tuple(expected[k].shape)}",
+            f"{len(bad)} tensor(s) of the wrong shape, e.g. {k}: {tuple(state[k].shape)} "
+            f"instead of {tuple(expected[k].shape)}",
             path,
         )
     net.load_state_dict({k: state[k] for k in wanted}, strict=False)
@@ -637,7 +656,9 @@ def get_extractor(
         input_px = getattr(spec, "input_px", None)
         return FeatureExtractor(spec, f"user:{type(spec).__name__}", input_px, f"user-{type(spec).__name__}-{digest}")
     if not isinstance(spec, str):
-        raise ConfigError(f"features must be 'domain', 'random', 'inception:PATH' or an nn.Module, got {type(spec).__name__}")
+        raise ConfigError(
+            f"features must be 'domain', 'random', 'inception:PATH' or an nn.Module, got {type(spec).__name__}"
+        )
     kind, _, arg = spec.partition(":")
     kind = kind.strip().lower()
     if kind == "random":

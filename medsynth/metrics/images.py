@@ -133,7 +133,11 @@ def lesion_rois(
         return []
     centres = np.asarray(ndimage.center_of_mass(np.ones_like(components), components, range(1, n + 1)))
     centres_mm = centres * np.asarray(spacing, dtype=np.float64)[None, :]
-    groups = fcluster(linkage(centres_mm, method="single"), t=roi_mm / 2.0, criterion="distance") if n > 1 else np.ones(1, int)
+    groups = (
+        fcluster(linkage(centres_mm, method="single"), t=roi_mm / 2.0, criterion="distance")
+        if n > 1
+        else np.ones(1, int)
+    )
     out = []
     for g in np.unique(groups):
         member = np.isin(components, np.flatnonzero(groups == g) + 1)
@@ -213,7 +217,9 @@ def load_image_set(
             if with_rois and case.mask is not None:
                 label = case.mask.pixels
                 if label.shape != px.shape:
-                    raise InvalidMaskError(f"mask shape {label.shape} differs from image shape {px.shape}", case.mask.path)
+                    raise InvalidMaskError(
+                        f"mask shape {label.shape} differs from image shape {px.shape}", case.mask.path
+                    )
                 if (label > 0).any():
                     any_mask = True
                     spacing = tuple(float(s) for s in scan.spacing)

@@ -95,18 +95,21 @@ def metrics_table(result: Any) -> str:
             f"<tr><td><b>{html.escape(name)}</b></td><td>{fmt(m.get('value'))}</td><td>{html.escape(extra)}</td>"
             f"<td>{fmt(m.get('feature_extractor'))}</td><td>{fmt(m.get('n_real'))}</td><td>{fmt(m.get('n_synthetic'))}</td></tr>"
         )
-    head = "<tr><th>metric</th><th>value</th><th>uncertainty / note</th><th>features</th><th>n real</th><th>n synthetic</th></tr>"
+    head = ("<tr><th>metric</th><th>value</th><th>uncertainty / note</th>"
+            "<th>features</th><th>n real</th><th>n synthetic</th></tr>")
     return f'<table class="ms">{head}{"".join(rows)}</table>'
 
 
 def utility_table(utility: Any) -> str:
     rows = "".join(
-        f"<tr><td><b>{html.escape(a)}</b></td><td>{r['dice_mean']:.3f}</td><td>[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]</td>"
+        f"<tr><td><b>{html.escape(a)}</b></td><td>{r['dice_mean']:.3f}</td>"
+        f"<td>[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]</td>"
         f"<td>{', '.join(f'{v:.3f}' for v in r['seed_means'])}</td><td>{r['n_train']}</td></tr>"
         for a, r in utility.arms.items()
     )
     head = "<tr><th>trained on</th><th>Dice</th><th>95% bootstrap CI</th><th>per seed</th><th>n train crops</th></tr>"
-    return f'<table class="ms">{head}{rows}</table><p class="note">{utility.n_test} real test crops; {html.escape(str(utility.settings))}</p>'
+    return (f'<table class="ms">{head}{rows}</table>'
+            f'<p class="note">{utility.n_test} real test crops; {html.escape(str(utility.settings))}</p>')
 
 
 def utility_html(utility: Any, full_page: bool = False) -> str:
@@ -120,7 +123,8 @@ def evaluation_html(result: Any, utility: Any = None, full_page: bool = True) ->
     parts = [
         "<h2>medsynth evaluate</h2>",
         f"<p>real: <code>{html.escape(str(meta.get('real')))}</code> &nbsp; synthetic: "
-        f"<code>{html.escape(str(meta.get('synthetic')))}</code> &nbsp; features: <b>{html.escape(meta['feature_extractor']['name'])}</b></p>",
+        f"<code>{html.escape(str(meta.get('synthetic')))}</code> "
+        f"&nbsp; features: <b>{html.escape(meta['feature_extractor']['name'])}</b></p>",
         metrics_table(result),
     ]
     if meta.get("warning"):

@@ -89,7 +89,9 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> list[
 def _make_unet() -> torch.nn.Module:
     from monai.networks.nets import UNet
 
-    return UNet(spatial_dims=2, in_channels=1, out_channels=2, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=1)
+    return UNet(
+        spatial_dims=2, in_channels=1, out_channels=2, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=1
+    )
 
 
 def train_segmenter(

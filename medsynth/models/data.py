@@ -78,7 +78,9 @@ def _iter_sources(data: Any) -> tuple[Iterable[tuple[str, Any]], dict[str, Any]]
     try:
         n = len(data)
     except TypeError as e:
-        raise InvalidDatasetError(f"expected a dataset path, a Dataset of Cases or (image, mask, spacing) tuples; got {type(data).__name__}") from e
+        raise InvalidDatasetError(
+            f"expected a dataset path, a Dataset of Cases or (image, mask, spacing) tuples; got {type(data).__name__}"
+        ) from e
 
     def getter(case: Any) -> tuple[np.ndarray, np.ndarray | None, tuple[float, float]]:
         image = case.image.unit_pixels()
@@ -109,7 +111,9 @@ def random_lesion_masks(n: int, size: int, spacing_mm: float, radius_mm: Sequenc
     cx = (size - 1) / 2 + (u[:, 2] - 0.5) * size * 0.25
     elong = 0.7 + 0.6 * u[:, 3]  # aspect ratio
     rot = u[:, 4] * math.pi
-    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
+    )
     dy, dx = yy[None] - cy[:, None, None], xx[None] - cx[:, None, None]
     c, s = torch.cos(rot)[:, None, None], torch.sin(rot)[:, None, None]
     ry, rx = (c * dy + s * dx) / elong[:, None, None], (-s * dy + c * dx) * elong[:, None, None]
@@ -211,7 +215,9 @@ def build_patch_bank(
                 jit = min(room, float(cfg["jitter_mm"]))
                 for _ in range(int(cfg["lesion_crops_per_lesion"])):
                     dy, dx = rng.uniform(-jit, jit, size=2)
-                    patch, pmask, _ = crop_at(image, (sr, sc), (cy + dy / sr, cx + dx / sc), roi_mm, image_size, mask=mask)
+                    patch, pmask, _ = crop_at(
+                        image, (sr, sc), (cy + dy / sr, cx + dx / sc), roi_mm, image_size, mask=mask
+                    )
                     if pmask is None or not pmask.any():
                         continue
                     imgs.append(patch)

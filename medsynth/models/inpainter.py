@@ -163,7 +163,10 @@ def class_labels(config: dict[str, Any], batch: int, device: torch.device,
 
 def sample_seed(seed: int, index: int) -> int:
     """A 63-bit seed for item ``index`` of a call seeded with ``seed`` (independent streams)."""
-    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(2, np.uint32).view(np.uint64)[0] >> 1)
+    return int(
+        np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(2, np.uint32).view(np.uint64)[0]
+        >> 1
+    )
 
 
 def file_sha256(path: Path) -> str:
@@ -377,7 +380,9 @@ class LesionInpainter:
         return img.clamp(0, 1)[:, None], msk[:, None], was_2d, was_numpy
 
     @staticmethod
-    def _generators(batch: int, seeds: Sequence[int] | None, generator: torch.Generator | None) -> list[torch.Generator] | torch.Generator | None:
+    def _generators(
+        batch: int, seeds: Sequence[int] | None, generator: torch.Generator | None
+    ) -> list[torch.Generator] | torch.Generator | None:
         if seeds is not None and generator is not None:
             raise ValueError("give either seeds (one per sample) or generator, not both")
         if seeds is None:
@@ -388,7 +393,9 @@ class LesionInpainter:
         return [torch.Generator("cpu").manual_seed(s) for s in seeds]
 
     @staticmethod
-    def _randn(shape: tuple[int, ...], gens: list[torch.Generator] | torch.Generator | None, device: torch.device) -> torch.Tensor:
+    def _randn(
+        shape: tuple[int, ...], gens: list[torch.Generator] | torch.Generator | None, device: torch.device
+    ) -> torch.Tensor:
         """Standard normal noise; with a list of generators each sample draws from its own."""
         if isinstance(gens, list):
             return torch.stack([torch.randn(shape[1:], generator=g) for g in gens]).to(device)
@@ -511,14 +518,22 @@ class LesionInpainter:
         image, mask = check_image_and_mask(image, mask)
         lo, hi = float(image.min()), float(image.max())
         if lo < -1e-4 or hi > 1 + 1e-4:
-            raise InvalidImageError(f"image values must lie in [0, 1] (use Scan.unit_pixels()), got [{lo:.4g}, {hi:.4g}]")
+            raise InvalidImageError(
+                f"image values must lie in [0, 1] (use Scan.unit_pixels()), got [{lo:.4g}, {hi:.4g}]"
+            )
         # A mask mostly on the image's background (air, its minimum value) lies outside the tissue.
         on_background = float(np.mean(image[mask] <= lo + 1e-6))
         if hi > lo and on_background > 0.5:
-            raise InvalidMaskError(f"mask lies outside the imaged tissue ({on_background:.0%} of it on background pixels)")
+            raise InvalidMaskError(
+                f"mask lies outside the imaged tissue ({on_background:.0%} of it on background pixels)"
+            )
         size, sp = int(self.config["image_size"]), float(self.config["spacing_mm"])
-        patch, patch_mask, box = crop_roi(image, mask, spacing, size * sp, size, margin_mm=float(self.config["roi_margin_mm"]))
-        result = self(np.clip(patch, 0, 1)[None], patch_mask[None], seeds=[seed], num_inference_steps=num_inference_steps)
+        patch, patch_mask, box = crop_roi(
+            image, mask, spacing, size * sp, size, margin_mm=float(self.config["roi_margin_mm"])
+        )
+        result = self(
+            np.clip(patch, 0, 1)[None], patch_mask[None], seeds=[seed], num_inference_steps=num_inference_steps
+        )
         return paste_roi(image, result[0], box, mask, feather_mm=float(self.config["feather_px"]) * sp)
 
     # ------------------------------------------------------------------ loss (membership inference)

@@ -130,15 +130,24 @@ def save_adapter(peft_unet: Any, out: Path, card: dict[str, Any]) -> None:
     atomic_write_text(out / CARD_NAME, json.dumps(card, indent=2, default=str) + "\n")
     dp = card.get("dp")
     lines = [
-        f"# {card['name']}", "",
-        f"LoRA adapter (rank {card['lora']['rank']}) for the medsynth lesion inpainter at `{card['base_model']['path']}` "
-        f"(base weights sha256 `{card['base_model']['sha256']}`).", "",
+        f"# {card['name']}",
+        "",
+        f"LoRA adapter (rank {card['lora']['rank']}) for the medsynth lesion inpainter "
+        f"at `{card['base_model']['path']}` "
+        f"(base weights sha256 `{card['base_model']['sha256']}`).",
+        "",
         f"- trainable parameters: {card['trainable_parameters']}",
-        f"- data: {card['data'].get('source')} ({card['data'].get('n_cases')} cases), fingerprint `{card['data'].get('fingerprint')}`",
+        f"- data: {card['data'].get('source')} ({card['data'].get('n_cases')} cases), "
+        f"fingerprint `{card['data'].get('fingerprint')}`",
         f"- steps: {card['training']['steps']}",
-        (f"- DP: (ε, δ) = ({dp['epsilon']:.4g}, {dp['delta']:.3g}), noise multiplier {dp['noise_multiplier']:.4g}, "
-         f"max grad norm {dp['max_grad_norm']}, accountant {dp['accountant']}") if dp else "- DP: none",
-        "- versions: " + ", ".join(f"{k} {v}" for k, v in card["versions"].items()), "",
+        (
+            f"- DP: (ε, δ) = ({dp['epsilon']:.4g}, {dp['delta']:.3g}), noise multiplier {dp['noise_multiplier']:.4g}, "
+            f"max grad norm {dp['max_grad_norm']}, accountant {dp['accountant']}"
+        )
+        if dp
+        else "- DP: none",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in card["versions"].items()),
+        "",
     ]
     atomic_write_text(out / README_NAME, "\n".join(lines))
 
@@ -155,7 +164,9 @@ def load_adapter(model: LesionInpainter, adapter: str | Path) -> LesionInpainter
     want = (card.get("base_model") or {}).get("sha256")
     have = model.model_card.get("base_sha256")
     if want and have and want != have:
-        raise InvalidModelError(f"adapter was trained on other base weights (sha256 {want[:12]}…, this model {have[:12]}…)", adapter)
+        raise InvalidModelError(
+            f"adapter was trained on other base weights (sha256 {want[:12]}…, this model {have[:12]}…)", adapter
+        )
     try:
         model.unet = PeftModel.from_pretrained(model.unet, str(adapter), is_trainable=False)
     except (ValueError, RuntimeError, KeyError) as e:

@@ -90,7 +90,10 @@ def check_poisson_compatible(loader: DataLoader) -> None:
         return
     if isinstance(loader.dataset, torch.utils.data.IterableDataset):
         raise PrivacyError("DP training needs a map-style dataset; an IterableDataset cannot be Poisson-sampled")
-    if type(loader.batch_sampler) is not BatchSampler or type(loader.sampler) not in (RandomSampler, SequentialSampler):
+    if type(loader.batch_sampler) is not BatchSampler or type(loader.sampler) not in (
+        RandomSampler,
+        SequentialSampler,
+    ):
         raise PrivacyError(
             f"the data loader uses {type(loader.sampler).__name__}/{type(loader.batch_sampler).__name__}; "
             "DP accounting assumes Poisson sampling, so only a plain DataLoader (shuffle or not) is accepted"
@@ -205,7 +208,9 @@ def make_private(
             noise_generator=noise_generator,
         )
     except ValueError as e:
-        raise PrivacyError(f"cannot reach ε={settings.target_epsilon}, δ={settings.target_delta} in {steps} steps ({e})") from e
+        raise PrivacyError(
+            f"cannot reach ε={settings.target_epsilon}, δ={settings.target_delta} in {steps} steps ({e})"
+        ) from e
     return PrivateTraining(
         engine=engine,
         module=wrapped,

@@ -223,7 +223,11 @@ def run_loop(
                 images, masks, healthy = next(batches)
             else:
                 idx = torch.randint(0, n, (batch_size,), generator=gen)
-                images, masks, healthy = bank.images[idx][:, None], bank.masks[idx][:, None].float(), bank.healthy[idx].float()
+                images, masks, healthy = (
+                    bank.images[idx][:, None],
+                    bank.masks[idx][:, None].float(),
+                    bank.healthy[idx].float(),
+                )
             empty = images.shape[0] == 0
             if empty:
                 # An empty Poisson batch (DP, small sample rate). There is nothing to run the UNet on,
@@ -240,9 +244,19 @@ def run_loop(
                 labels = (1 - healthy).long()
                 x0, masks = (images * 2.0 - 1.0).to(device), masks.to(device)
                 # 2. Loss and update.
-                with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-                    per_sample = diffusion_loss(model, noise_scheduler, x0, masks, noise.to(device), timesteps.to(device),
-                                                model_config, labels=labels.to(device))
+                with torch.autocast(
+                    device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+                ):
+                    per_sample = diffusion_loss(
+                        model,
+                        noise_scheduler,
+                        x0,
+                        masks,
+                        noise.to(device),
+                        timesteps.to(device),
+                        model_config,
+                        labels=labels.to(device),
+                    )
                 loss = per_sample.mean()
             if private is not None:
                 if not empty:
@@ -349,7 +363,14 @@ def _stopping(bar: Any):
 def _progress(enabled: bool, description: str, total: int, start: int):
     if not enabled:
         return None, None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     bar = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -130,7 +130,7 @@ def _patient_and_study(ds: Any, phantom: Phantom) -> None:
 
 def _new_dataset(sop_class: str, sop_instance: str) -> Any:
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
@@ -344,7 +344,9 @@ def _write_folder_case(root: Path, case_id: str, phantom: Phantom) -> None:
     image = to_stored(phantom.image, 16, 2)
     atomic_write_bytes(root / "images" / f"{case_id}.png", _png_bytes(image, phantom.spacing))
     if phantom.lesions:
-        atomic_write_bytes(root / "masks" / f"{case_id}.png", _png_bytes(phantom.label.astype(np.uint8), phantom.spacing))
+        atomic_write_bytes(
+            root / "masks" / f"{case_id}.png", _png_bytes(phantom.label.astype(np.uint8), phantom.spacing)
+        )
 
 
 # ----------------------------------------------------------------------------- one case

@@ -67,7 +67,9 @@ def write_dicom(
     return path
 
 
-def write_nifti(path: Path, data: np.ndarray, zooms: tuple[float, ...] = (0.2, 0.15, 1.0), affine: np.ndarray | None = None) -> Path:
+def write_nifti(
+    path: Path, data: np.ndarray, zooms: tuple[float, ...] = (0.2, 0.15, 1.0), affine: np.ndarray | None = None
+) -> Path:
     """Write a NIfTI-1 file with nibabel."""
     import nibabel as nib
 

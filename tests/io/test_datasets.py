@@ -39,9 +39,15 @@ def cbis_root(tmp_path, build):
     for name in ("Mass-Training_P_00001_LEFT_CC", "Mass-Training_P_00002_LEFT_CC", "Normal_P_00002_RIGHT_CC",
                  "roi_a", "roi_b", "roi_c"):
         (root / name).mkdir(parents=True)
-    for i, name in enumerate(("Mass-Training_P_00001_LEFT_CC", "Mass-Training_P_00002_LEFT_CC", "Normal_P_00002_RIGHT_CC")):
+    for i, name in enumerate(
+        ("Mass-Training_P_00001_LEFT_CC", "Mass-Training_P_00002_LEFT_CC", "Normal_P_00002_RIGHT_CC")
+    ):
         build.dicom(root / name / "000000.dcm", build.phantom_like(shape, seed=i))
-    masks = {"roi_a": (slice(5, 15), slice(5, 15)), "roi_b": (slice(10, 20), slice(10, 30)), "roi_c": (slice(30, 40), slice(2, 8))}
+    masks = {
+        "roi_a": (slice(5, 15), slice(5, 15)),
+        "roi_b": (slice(10, 20), slice(10, 30)),
+        "roi_c": (slice(30, 40), slice(2, 8)),
+    }
     for name, region in masks.items():
         roi = np.zeros(shape, dtype=np.uint8)
         roi[region] = 255
@@ -157,7 +163,12 @@ def test_nnunet_layout(tmp_path, build):
         lab = (img > img.mean()).astype(np.uint8)
         build.nifti(root / "imagesTr" / f"case_{i:03d}_0000.nii.gz", img[:, :, None])
         build.nifti(root / "labelsTr" / f"case_{i:03d}.nii.gz", lab[:, :, None])
-    spec = {"channel_names": {"0": "MG"}, "labels": {"background": 0, "lesion": 1}, "numTraining": 3, "file_ending": ".nii.gz"}
+    spec = {
+        "channel_names": {"0": "MG"},
+        "labels": {"background": 0, "lesion": 1},
+        "numTraining": 3,
+        "file_ending": ".nii.gz",
+    }
     (root / "dataset.json").write_text(json.dumps(spec))
     ds = load_dataset(root)
     assert ds.layout == "nnunet" and [c.case_id for c in ds] == ["case_000", "case_001", "case_002"]

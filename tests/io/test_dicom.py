@@ -80,7 +80,11 @@ def test_monochrome1_reads_like_monochrome2(tmp_path, build):
     top = 2**12 - 1
     m2 = load_scan(build.dicom(tmp_path / "m2.dcm", img))
     m1 = load_scan(build.dicom(tmp_path / "m1.dcm", (top - img).astype(np.uint16), photometric="MONOCHROME1"))
-    m1_inv = load_scan(build.dicom(tmp_path / "m1i.dcm", (top - img).astype(np.uint16), photometric="MONOCHROME1", presentation="INVERSE"))
+    m1_inv = load_scan(
+        build.dicom(
+            tmp_path / "m1i.dcm", (top - img).astype(np.uint16), photometric="MONOCHROME1", presentation="INVERSE"
+        )
+    )
     m2_id = load_scan(build.dicom(tmp_path / "m2i.dcm", img, presentation="IDENTITY"))
     np.testing.assert_array_equal(m2.pixels, img.astype(np.float32))
     for other in (m1, m1_inv, m2_id):
@@ -102,7 +106,11 @@ def test_nonconforming_inverse_on_monochrome2_is_inverted_with_warning(tmp_path,
 def test_modality_lut_comes_before_inversion(tmp_path, build):
     img = build.phantom_like(bits=12)
     m2 = load_scan(build.dicom(tmp_path / "m2.dcm", img, rescale=(2.0, 10.0)))
-    m1 = load_scan(build.dicom(tmp_path / "m1.dcm", (4095 - img).astype(np.uint16), photometric="MONOCHROME1", rescale=(2.0, 10.0)))
+    m1 = load_scan(
+        build.dicom(
+            tmp_path / "m1.dcm", (4095 - img).astype(np.uint16), photometric="MONOCHROME1", rescale=(2.0, 10.0)
+        )
+    )
     np.testing.assert_array_equal(m2.pixels, img * 2.0 + 10.0)
     np.testing.assert_array_equal(m1.pixels, m2.pixels)
     assert m2.metadata["value_range"] == (10.0, 4095 * 2.0 + 10.0)
@@ -233,7 +241,11 @@ def test_header_facts_and_phi(tmp_path, build):
 
     item = Dataset()
     item.PatientName = "Hidden^In^Sequence"
-    path = build.dicom(tmp_path / "phi.dcm", build.phantom_like(), extra={"RequestAttributesSequence": [item], "BurnedInAnnotation": "YES"})
+    path = build.dicom(
+        tmp_path / "phi.dcm",
+        build.phantom_like(),
+        extra={"RequestAttributesSequence": [item], "BurnedInAnnotation": "YES"},
+    )
     ds = pydicom.dcmread(path)
     ds.private_block(0x0009, "DECOY CREATOR", create=True).add_new(0x01, "LO", "secret")
     ds.save_as(path)

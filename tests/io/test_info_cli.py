@@ -100,14 +100,21 @@ def test_bad_input_exits_2_with_one_line(tmp_path, build, capsys, case):
 def test_bad_input_as_a_subprocess(tmp_path, build, case):
     make, expected = BAD_INPUTS[case]
     path = make(tmp_path, build)
-    res = subprocess.run([sys.executable, "-m", "medsynth", "info", str(path)], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "medsynth", "info", str(path)], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 2
     assert "Traceback" not in res.stderr and expected in res.stderr
 
 
 def test_info_on_a_dicom_file(tmp_path, build, capsys):
-    path = build.dicom(tmp_path / "mg.dcm", build.phantom_like(), photometric="MONOCHROME1",
-                       presentation="INVERSE", extra={"BurnedInAnnotation": "YES", "InstitutionName": "Decoy Hospital"})
+    path = build.dicom(
+        tmp_path / "mg.dcm",
+        build.phantom_like(),
+        photometric="MONOCHROME1",
+        presentation="INVERSE",
+        extra={"BurnedInAnnotation": "YES", "InstitutionName": "Decoy Hospital"},
+    )
     assert main(["info", str(path), "--json"]) == 0
     facts = json.loads(capsys.readouterr().out)
     assert facts["shape"] == [48, 40] and facts["spacing_mm"] == [0.2, 0.15]

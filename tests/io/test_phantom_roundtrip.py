@@ -33,14 +33,22 @@ def _expected(index: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
 def written(tmp_path_factory):
     base = tmp_path_factory.mktemp("phantoms")
     return {
-        (layout, mono): phantoms.make_phantoms(base / f"{layout}-{mono}", n=N, seed=SEED, size=SIZE, layout=layout, monochrome=mono)
+        (layout, mono): phantoms.make_phantoms(
+            base / f"{layout}-{mono}", n=N, seed=SEED, size=SIZE, layout=layout, monochrome=mono
+        )
         for layout, mono in [("cbis-ddsm", 2), ("cbis-ddsm", 1), ("nifti", 2), ("folder", 2)]
     }
 
 
-@pytest.mark.parametrize("layout,mono,expected_layout,bits", [
-    ("cbis-ddsm", 2, "cbis-ddsm", 12), ("cbis-ddsm", 1, "cbis-ddsm", 12), ("nifti", 2, "folder", 16), ("folder", 2, "folder", 16),
-])
+@pytest.mark.parametrize(
+    "layout,mono,expected_layout,bits",
+    [
+        ("cbis-ddsm", 2, "cbis-ddsm", 12),
+        ("cbis-ddsm", 1, "cbis-ddsm", 12),
+        ("nifti", 2, "folder", 16),
+        ("folder", 2, "folder", 16),
+    ],
+)
 def test_phantoms_read_back_equal(written, layout, mono, expected_layout, bits):
     ds = load_dataset(written[(layout, mono)])
     assert ds.layout == expected_layout and len(ds) == N

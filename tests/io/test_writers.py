@@ -227,8 +227,11 @@ except Exception as e:
 """
 
 
-@pytest.mark.skipif(nnunet_command() is None, reason="no nnU-Net environment (.nnunet-deps, .venv-nnunet or $MEDSYNTH_NNUNET_PYTHON); "
-                    "nnunetv2 cannot live in the main venv (it pulls torchvision)")
+@pytest.mark.skipif(
+    nnunet_command() is None,
+    reason="no nnU-Net environment (.nnunet-deps, .venv-nnunet or $MEDSYNTH_NNUNET_PYTHON); "
+    "nnunetv2 cannot live in the main venv (it pulls torchvision)",
+)
 def test_nnunet_verify_dataset_integrity(tmp_path):
     writer, _, cases = write_dataset("nnunet", tmp_path)
     label_file = tmp_path / next(iter(cases.values()))[2]["label"]

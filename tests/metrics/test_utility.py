@@ -37,6 +37,10 @@ def test_utility_end_to_end_on_phantoms(phantom_sets, tmp_path):
 
 def test_utility_input_errors(phantom_sets, textures):
     with pytest.raises(InvalidDatasetError, match="no lesion masks"):
-        evaluate_utility(phantom_sets["train"], textures(4, 64), phantom_sets["test"], steps=1, seeds=1, progress=False)
+        evaluate_utility(
+            phantom_sets["train"], textures(4, 64), phantom_sets["test"], steps=1, seeds=1, progress=False
+        )
     with pytest.raises(ConfigError, match="steps"):
-        evaluate_utility(phantom_sets["train"], phantom_sets["synthetic"], phantom_sets["test"], steps=0, progress=False)
+        evaluate_utility(
+            phantom_sets["train"], phantom_sets["synthetic"], phantom_sets["test"], steps=0, progress=False
+        )

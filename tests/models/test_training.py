@@ -66,14 +66,19 @@ def test_patch_bank_from_dataset_on_disk(tmp_path):
     lesion = ~bank.healthy
     assert bool(bank.masks[lesion].flatten(1).any(1).all()) and not bool(bank.masks[~lesion].any())
     # Same seed, same patches (the fingerprint ties a model to its data).
-    assert build_patch_bank(ds, 32, 0.8, {"healthy_crops_per_case": 1}, seed=0).info["fingerprint"] == bank.info["fingerprint"]
+    assert (
+        build_patch_bank(ds, 32, 0.8, {"healthy_crops_per_case": 1}, seed=0).info["fingerprint"]
+        == bank.info["fingerprint"]
+    )
     # Healthy patches get a random lesion-shaped mask per draw.
     g = torch.Generator().manual_seed(0)
     imgs, masks = augment_batch(bank.images[:, None], bank.masks[:, None].float(), bank.healthy.float(), g, 0.8,
                                 {"flips": True, "intensity_jitter": 0.05, "random_mask_radius_mm": [2.5, 8.0]})
     assert bool(masks[bank.healthy].flatten(1).any(1).all())
     assert float(imgs.min()) >= 0 and float(imgs.max()) <= 1
-    np.testing.assert_array_equal(masks[lesion].flatten(1).sum(1).numpy(), bank.masks[lesion].flatten(1).sum(1).numpy())
+    np.testing.assert_array_equal(
+        masks[lesion].flatten(1).sum(1).numpy(), bank.masks[lesion].flatten(1).sum(1).numpy()
+    )
 
 
 def test_each_process_and_step_draws_its_own_batches():
@@ -107,9 +112,11 @@ def test_two_process_training_runs_and_the_main_process_saves(tmp_path):
         "from medsynth.phantoms import render_phantom\n"
         "from medsynth.models.data import build_patch_bank\n"
         "from medsynth.models.training import train\n"
-        "cases = [(p.image, p.label > 0, tuple(p.spacing)) for p in (render_phantom(0, size=(128, 104), index=i) for i in range(3))]\n"
+        "cases = [(p.image, p.label > 0, tuple(p.spacing)) "
+        "for p in (render_phantom(0, size=(128, 104), index=i) for i in range(3))]\n"
         "bank = build_patch_bank(cases, 32, 0.8, {'healthy_crops_per_case': 1}, seed=0)\n"
-        "m = train(bank, sys.argv[1], steps=3, progress=False, image_size=32, spacing_mm=0.8, block_out_channels=[8, 16, 16],\n"
+        "m = train(bank, sys.argv[1], steps=3, progress=False, image_size=32, spacing_mm=0.8, "
+        "block_out_channels=[8, 16, 16],\n"
         "          norm_num_groups=4, batch_size=4, warmup_steps=1, checkpoint_every=100)\n"
         "w = sum(float(v.double().sum()) for v in m.unet.state_dict().values())\n"
         "print(f'WEIGHTSUM {w!r}', flush=True)\n"
