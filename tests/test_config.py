@@ -28,3 +28,25 @@ def test_unknown_keys_are_refused_with_the_file_named(tmp_path):
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(bad, kind="audit")
+
+
+def test_overrides_given_win_and_overrides_not_given_leave_the_file_alone(tmp_path):
+    user = tmp_path / "ft.yaml"
+    user.write_text("lora:\n  rank: 8\n")
+    # A command-line option the user did not type arrives as None and must not override the file.
+    assert load_config(user, kind="finetune", overrides={"rank": None})["lora"]["rank"] == 8
+    assert load_config(user, kind="finetune", overrides={"rank": 2})["lora"]["rank"] == 2
+    assert load_config(user, kind="finetune", overrides={"training.steps": 7})["training"]["steps"] == 7
+    # Flat keys: top-level settings first, then the first section that has the key.
+    assert load_config(kind="generate", overrides={"n": 3, "shapes": ["round"]})["n"] == 3
+    assert load_config(kind="generate", overrides={"shapes": ["round"]})["masks"]["shapes"] == ["round"]
+    with pytest.raises(ConfigError, match="unknown setting 'rnak'"):
+        load_config(kind="finetune", overrides={"rnak": 2})
+    with pytest.raises(ConfigError, match="unknown setting 'lora.rnak'"):
+        load_config(kind="finetune", overrides={"lora.rnak": 2})
+
+
+def test_a_dict_config_is_not_modified():
+    user = {"lora": {"rank": 8}}
+    load_config(user, kind="finetune", overrides={"rank": 2})
+    assert user == {"lora": {"rank": 8}}

@@ -15,7 +15,6 @@ settings; not in opacus' secure mode, whose noise cannot be replayed).
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import os
 import time
@@ -27,7 +26,7 @@ from typing import Any
 
 import torch
 
-from medsynth.config import deep_update, load_config
+from medsynth.config import load_config
 from medsynth.errors import ConfigError, InvalidModelError, OutputExistsError, PrivacyError
 from medsynth.io.writers.atomic import atomic_write_bytes
 from medsynth.models.data import PatchBank, augment_batch, build_patch_bank
@@ -48,39 +47,9 @@ SECTIONS = ("model", "training", "data", "lora")
 
 
 def resolve_config(config: str | Path | dict[str, Any] | None, kind: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The packaged default of ``kind``, a user file or dict laid over it, then ``overrides``.
-
-    Overrides are flat (``batch_size=8``) or dotted (``"training.batch_size"``) keys; a flat key is
-    looked up in the sections model, training, data (first match).
-
-    Raises:
-        ConfigError: an unknown key.
-    """
-    if isinstance(config, dict):
-        cfg = load_config(None, kind=kind)
-        unknown = [k for k in config if k not in cfg]
-        if unknown:
-            raise ConfigError(f"unknown config section(s) {unknown}; known: {list(cfg)}")
-        cfg = deep_update(cfg, copy.deepcopy(config))
-    else:
-        cfg = load_config(config, kind=kind)
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if "." in key:
-            section, name = key.split(".", 1)
-            if section not in cfg or name not in cfg[section]:
-                raise ConfigError(f"unknown setting {key!r}")
-            cfg[section][name] = value
-            continue
-        for section in SECTIONS:
-            if section in cfg and key in cfg[section]:
-                cfg[section][key] = value
-                break
-        else:
-            raise ConfigError(f"unknown setting {key!r}; settings: " + ", ".join(
-                f"{s}.{k}" for s in SECTIONS if s in cfg for k in cfg[s]))
-    return cfg
+    """The packaged default of ``kind``, a user file or dict laid over it, then the ``overrides`` given
+    (see :func:`medsynth.config.load_config`)."""
+    return load_config(config, kind=kind, overrides=overrides)
 
 
 def make_accelerator(mixed_precision: str):
