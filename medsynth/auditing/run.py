@@ -16,13 +16,11 @@ renders itself in Jupyter.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +32,7 @@ from medsynth.auditing.prepare import PreparedSet, as_dataset, prepare
 from medsynth.config import load_config
 from medsynth.errors import ConfigError, InvalidModelError
 from medsynth.io.writers.atomic import atomic_write_text
+from medsynth.utils import jsonable, progress_bar
 
 OCR_NOTE = (
     "Text burned into the pixels is not read (no OCR is done); BurnedInAnnotation is checked, "
@@ -73,7 +72,7 @@ class AuditResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document: verdict and checks first."""
-        return _jsonable(
+        return jsonable(
             {
                 "verdict": self.verdict,
                 "checks": self.checks,
@@ -114,26 +113,6 @@ class AuditResult:
         return f"AuditResult(verdict={self.verdict!r}, checks={len(self.checks)}, failed={failed})"
 
 
-def _jsonable(obj: Any) -> Any:
-    """Numpy scalars/arrays to Python; NaN/inf to None (strict JSON has neither)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def resolve_config(config: str | Path | dict[str, Any] | None) -> dict[str, Any]:
     """The audit settings: the packaged defaults with a YAML file or a dict laid over them.
 
@@ -141,18 +120,6 @@ def resolve_config(config: str | Path | dict[str, Any] | None) -> dict[str, Any]
         ConfigError: unknown keys or an unreadable file.
     """
     return load_config(config, kind="audit")
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[Any]:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), transient=True, disable=not enabled,
-    ) as bar:
-        yield bar
 
 
 def _check(name: str, value: Any, threshold: Any, passed: bool, **details: Any) -> dict[str, Any]:
@@ -197,7 +164,7 @@ def audit(
     plots: dict[str, Any] = {}
     checks: list[dict[str, Any]] = []
 
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         # 2. Read every set once: thumbnails, lesion crops, pixel hashes.
         prep: dict[str, PreparedSet] = {}
         for name, d in ds.items():

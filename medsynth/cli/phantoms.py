@@ -76,10 +76,10 @@ def phantoms(
 ) -> None:
     """Write procedural mammography phantoms (CBIS-DDSM-like DICOM with decoy PHI, NIfTI or PNG)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from medsynth.config import load_config
     from medsynth.phantoms import LAYOUTS, make_phantoms
+    from medsynth.utils import progress_bar
 
     cfg = load_config(config, kind="phantoms")
     given = {
@@ -105,13 +105,9 @@ def phantoms(
         raise ConfigError(f"--workers must be >= 0, got {cfg['workers']}")
     n_workers = int(cfg["workers"]) or min(4, os.cpu_count() or 1)
 
-    console = Console(stderr=True)
     start = time.perf_counter()
-    with Progress(
-        TextColumn("phantoms"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
-    ) as bar:
-        task = bar.add_task("render", total=int(cfg["n"]))
+    with progress_bar(True) as bar:
+        task = bar.add_task("phantoms", total=int(cfg["n"]))
         root = make_phantoms(
             out, int(cfg["n"]), int(cfg["seed"]), size=rows_cols, view=view_, density=density_,
             layout=layout_, monochrome=mono, burned_in_text=bool(cfg["burned_in_text"]),

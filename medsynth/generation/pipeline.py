@@ -57,7 +57,8 @@ from medsynth.generation.manifest import (
 from medsynth.generation.masks import LesionMask, MaskSource, make_mask_source
 from medsynth.generation.placement import PlacementSettings, allowed_region, place_lesion, tissue_mask
 from medsynth.io.writers import FORMATS, LABELS, get_writer, to_uint16
-from medsynth.io.writers.atomic import atomic_write_json, remove_stale_temporaries, sha256_file
+from medsynth.io.writers.atomic import atomic_write_json, remove_stale_temporaries
+from medsynth.utils import progress_bar, sha256_file
 
 STATE_DIR = ".medsynth-run"
 MAX_ATTEMPTS = 25  # lesion outlines tried per lesion before a background is declared too small
@@ -402,24 +403,6 @@ def _read_records(state: Path) -> dict[int, dict[str, Any]]:
     return out
 
 
-def _progress(enabled: bool, total: int):
-    """A rich progress bar with cases/s (or a no-op stand-in)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]generate[/]"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        disable=not enabled, transient=False,
-    )
-
-
 def generate(
     model: Any,
     backgrounds: Any,
@@ -560,7 +543,7 @@ def generate(
     painted: dict[str, int] = {}
     t0 = time.perf_counter()
     last_manifest = t0
-    with _progress(progress and rank == 0, len(mine)) as bar:
+    with progress_bar(progress and rank == 0, "{task.fields[rate]}", transient=False) as bar:
         task = bar.add_task("generate", total=len(mine), completed=skipped, rate="")
         for start in range(0, len(todo), batch_size):
             step = [_prepare_case(i, seed, cases, mask_source, run_salt, placement, lesions_per_case, max_extent_mm)

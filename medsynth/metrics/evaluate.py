@@ -28,6 +28,7 @@ import numpy as np
 
 from medsynth.errors import ConfigError, InvalidImageError
 from medsynth.io.writers.atomic import atomic_write_text
+from medsynth.utils import jsonable
 
 
 @dataclass
@@ -62,7 +63,7 @@ class EvaluationResult:
 
     def to_json(self, path: str | Path) -> Path:
         """Write :meth:`to_dict` as JSON (atomically); returns the path."""
-        return atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2, default=_json_default))
+        return atomic_write_text(Path(path), json.dumps(jsonable(self.to_dict()), indent=2))
 
     def save_html(self, path: str | Path, utility: Any = None) -> Path:
         """Write the self-contained HTML report (images inlined as base64 PNG); returns the path."""
@@ -74,16 +75,6 @@ class EvaluationResult:
         from medsynth.metrics.report import evaluation_html
 
         return evaluation_html(self, full_page=False)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
 
 
 def _check_same_geometry(real: Any, synthetic: Any) -> None:
@@ -242,7 +233,7 @@ def evaluate(
         "feature_extractor": {
             "name": extractor.name,
             "fingerprint": extractor.fingerprint,
-            **_jsonable(extractor.info),
+            **jsonable(extractor.info),
         },
         "roi_feature_extractor": roi_extractor_name,
         "image_px": cfg["image_px"],
@@ -274,10 +265,6 @@ def _extractor_config(features: Any, cfg: dict[str, Any]) -> dict[str, Any] | No
         if kind == "random":
             return {"seed": int(cfg.get("random_seed", 0))}
     return None
-
-
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(d, default=_json_default))
 
 
 __all__ = ["EvaluationResult", "atomic_write_text", "evaluate"]

@@ -38,7 +38,7 @@ from torch import nn
 
 from medsynth.errors import ConfigError, InvalidImageError, InvalidModelError, MissingWeightsError
 from medsynth.io.writers.atomic import atomic_path, atomic_write_text
-from medsynth.metrics._progress import progress_bar
+from medsynth.utils import progress_bar
 
 DEFAULT_CACHE_DIR = Path("~/.cache/medsynth/features")
 

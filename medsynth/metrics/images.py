@@ -200,7 +200,7 @@ def load_image_set(
 
     images, ids, rois, roi_masks, roi_idx = [], [], [], [], []
     any_mask = False
-    from medsynth.metrics._progress import progress_bar
+    from medsynth.utils import progress_bar
 
     with progress_bar(progress) as bar:
         task = bar.add_task(f"reading {what}", total=len(cases))

@@ -165,7 +165,7 @@ def evaluate_utility(
         InvalidDatasetError: a set is empty or has no lesion masks.
     """
     from medsynth.errors import ConfigError
-    from medsynth.metrics._progress import progress_bar
+    from medsynth.utils import progress_bar
 
     if steps < 1 or seeds < 1:
         raise ConfigError(f"steps and seeds must be >= 1, got steps={steps}, seeds={seeds}")

@@ -16,7 +16,6 @@ The model directory holds ``config.json`` (the config *is* the constructor), ``m
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from medsynth.errors import InvalidImageError, InvalidMaskError, InvalidModelError
 from medsynth.io.writers.atomic import atomic_write_bytes, atomic_write_text
 from medsynth.models.patches import check_image_and_mask, crop_roi, feather_weights, paste_roi
+from medsynth.utils import derive_seed, sha256_file
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -161,23 +161,6 @@ def class_labels(config: dict[str, Any], batch: int, device: torch.device,
     return labels.to(device=device, dtype=torch.long)
 
 
-def sample_seed(seed: int, index: int) -> int:
-    """A 63-bit seed for item ``index`` of a call seeded with ``seed`` (independent streams)."""
-    return int(
-        np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(2, np.uint32).view(np.uint64)[0]
-        >> 1
-    )
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes (used to tie an adapter to its base weights)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def versions() -> dict[str, str]:
     """Versions of the libraries a saved model depends on."""
     import diffusers
@@ -294,7 +277,7 @@ class LesionInpainter:
             unet.load_state_dict(state, strict=True)
         except (RuntimeError, KeyError, TypeError, ValueError) as e:
             raise InvalidModelError(f"weights do not match the config ({e})", weights_path) from e
-        card["base_sha256"] = file_sha256(weights_path)
+        card["base_sha256"] = sha256_file(weights_path)
         model = cls(config, unet, card)
         if adapter is not None:
             from medsynth.models.lora import load_adapter
@@ -558,7 +541,7 @@ class LesionInpainter:
         known01, mask, _, _ = self._check_patches(images, masks)
         x0 = known01 * 2.0 - 1.0
         B = x0.shape[0]
-        gens = [torch.Generator("cpu").manual_seed(sample_seed(seed, i)) for i in range(B)]
+        gens = [torch.Generator("cpu").manual_seed(derive_seed(seed, i)) for i in range(B)]
         T = int(self.config["num_train_timesteps"])
         if timesteps is None:
             t = torch.stack([torch.randint(0, T, (), generator=g) for g in gens])

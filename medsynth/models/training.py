@@ -14,7 +14,6 @@ settings; not in opacus' secure mode, whose noise cannot be replayed).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import time
@@ -40,6 +39,7 @@ from medsynth.models.inpainter import (
     versions,
 )
 from medsynth.models.privacy import DPSettings, PrivateTraining, make_private, unwrap
+from medsynth.utils import derive_seed, progress_bar
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -179,15 +179,16 @@ def run_loop(
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
     loss_value = float("nan")
     started = time.perf_counter()
-    bar, task = _progress(progress, description, total, step)
-    with warnings.catch_warnings(), _stopping(bar):
+    bar = progress_bar(progress, "loss {task.fields[loss]:.4f}", transient=False)
+    task = bar.add_task(description, total=total, completed=step, loss=float("nan"))
+    with warnings.catch_warnings(), bar:
         # opacus' full backward hooks fire on the first layer, whose input needs no gradient: harmless.
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         while step < stop_at:
             # 1. A batch: uniform draws (plain) or Poisson sampling (DP), then augmentations. The
             # stream is reseeded from (seed, process, step): every process of a multi-GPU run draws
             # its own batches, and a resumed run draws what the uninterrupted one would have.
-            gen.manual_seed(stream_seed(seed, accelerator.process_index, step))
+            gen.manual_seed(derive_seed(seed, accelerator.process_index, step))
             if batches is not None:
                 images, masks, healthy = next(batches)
             else:
@@ -241,8 +242,7 @@ def run_loop(
             step += 1
             if not empty:
                 loss_value = float(loss.detach())
-            if bar is not None:
-                bar.update(task, completed=step, loss=loss_value)
+            bar.update(task, completed=step, loss=loss_value)
             # 3. Checkpoint now and then, and whenever the run stops (also on the time limit).
             limit = train_cfg.get("time_limit_minutes")
             if limit and time.perf_counter() - started > 60.0 * float(limit) and step < stop_at:
@@ -274,13 +274,6 @@ def run_loop(
     inner.eval()
     accelerator.wait_for_everyone()
     return LoopResult(inner, step, step >= total, dp_card, seconds, loss_value, accelerator.is_main_process)
-
-
-def stream_seed(seed: int, process: int, step: int) -> int:
-    """Seed of the random draws (batch, augmentations, noise, timesteps) of one step of one process."""
-    import numpy as np
-
-    return int(np.random.SeedSequence([seed, process, step]).generate_state(1, dtype=np.uint64)[0])
 
 
 def _inner(model: torch.nn.Module) -> torch.nn.Module:
@@ -317,37 +310,6 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # a truncated or foreign file: say which one
         raise InvalidModelError(f"cannot read checkpoint ({e})", path) from e
-
-
-@contextlib.contextmanager
-def _stopping(bar: Any):
-    """Stop the progress bar however the loop ends."""
-    try:
-        yield
-    finally:
-        if bar is not None:
-            bar.stop()
-
-
-def _progress(enabled: bool, description: str, total: int, start: int):
-    if not enabled:
-        return None, None
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    bar = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn(),
-    )
-    task = bar.add_task(description, total=total, completed=start, loss=float("nan"))
-    bar.start()
-    return bar, task
 
 
 def check_output_dir(out: Path, resume: bool, marker: str) -> Path:

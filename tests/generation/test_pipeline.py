@@ -17,7 +17,7 @@ from medsynth.errors import ConfigError, InvalidDatasetError, InvalidModelError,
 from medsynth.generation.pipeline import case_streams, generate
 from medsynth.io.scan import Case, Scan
 from medsynth.io.writers import to_uint16
-from medsynth.io.writers.atomic import sha256_file
+from medsynth.utils import sha256_file
 
 SALT = b"0123456789abcdef0123456789abcdef"
 OPTS = {"mask_options": {"size_mm": "4:8"}, "progress": False}

@@ -24,7 +24,8 @@ import pytest
 
 from medsynth.errors import ConfigError, InvalidImageError, InvalidMaskError
 from medsynth.io.writers import FORMATS, LABELS, get_writer, to_uint16
-from medsynth.io.writers.atomic import atomic_path, atomic_write_bytes, sha256_file
+from medsynth.io.writers.atomic import atomic_path, atomic_write_bytes
+from medsynth.utils import sha256_file
 
 SPACING = (0.5, 0.25)
 

@@ -84,17 +84,17 @@ def test_patch_bank_from_dataset_on_disk(tmp_path):
 def test_each_process_and_step_draws_its_own_batches():
     """In a multi-GPU run every process must train on different batches (not N copies of one), and
     the draws of a step depend only on (seed, process, step), so a resumed run repeats them."""
-    from medsynth.models.training import stream_seed
+    from medsynth.utils import derive_seed
 
     def batch(seed, process, step):
-        g = torch.Generator().manual_seed(stream_seed(seed, process, step))
+        g = torch.Generator().manual_seed(derive_seed(seed, process, step))
         return torch.randint(0, 10_000, (16,), generator=g)
 
     assert torch.equal(batch(0, 0, 5), batch(0, 0, 5))
     assert not torch.equal(batch(0, 0, 5), batch(0, 1, 5))
     assert not torch.equal(batch(0, 0, 5), batch(0, 0, 6))
     assert not torch.equal(batch(0, 0, 5), batch(1, 0, 5))
-    seeds = {stream_seed(0, p, s) for p in range(8) for s in range(1000)}
+    seeds = {derive_seed(0, p, s) for p in range(8) for s in range(1000)}
     assert len(seeds) == 8000
 
 

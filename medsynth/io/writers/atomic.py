@@ -9,7 +9,6 @@ The temporary name ends with the final name, so libraries that pick a format by 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import uuid
@@ -77,15 +76,6 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented, key-sorted JSON (stable bytes for equal content) atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-
-
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 hex digest of a file's bytes, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def remove_stale_temporaries(folder: str | Path) -> int:
