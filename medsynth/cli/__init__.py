@@ -14,7 +14,7 @@ import sys
 
 from rich.console import Console
 
-from medsynth.cli._app import EXIT_BAD_INPUT, app, state
+from medsynth.cli._app import EXIT_BAD_INPUT, EXIT_OK, app, state
 from medsynth.errors import MedsynthError
 
 for _mod in pkgutil.iter_modules(__path__):
@@ -52,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
             show()
             return code
         raise
-    # click returns typer.Exit's code in non-standalone mode.
-    return rv if isinstance(rv, int) else 0
+    # One convention: a command returns on success, raises typer.Exit(EXIT_CHECK_FAILED) when a check
+    # fails, and raises a MedsynthError on bad input. click hands typer.Exit's code back as a value
+    # in non-standalone mode.
+    return rv if isinstance(rv, int) else EXIT_OK
 
 
 def _entry() -> None:

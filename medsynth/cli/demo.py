@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from medsynth.cli._app import EXIT_OK, app
+from medsynth.cli._app import app
 
 
 @app.command()
@@ -39,4 +39,3 @@ def demo(
     for key in ("evaluation_report", "audit_report"):
         console.print(f"  {key.replace('_', ' ')}: {res.paths[key].resolve()}")
     console.print(f"Synthetic nnU-Net dataset: {res.paths['synthetic'].resolve()}")
-    raise typer.Exit(EXIT_OK)

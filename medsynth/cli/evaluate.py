@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from medsynth.cli._app import EXIT_OK, app
+from medsynth.cli._app import app
 
 
 @app.command()
@@ -73,7 +73,7 @@ def evaluate(
             from medsynth.metrics.report import utility_html
 
             console.print(f"report: {atomic_write_text(report, utility_html(res, full_page=True))}")
-        raise typer.Exit(code=EXIT_OK)
+        return
 
     missing = [n for n, v in (("--real", real), ("--synthetic", synthetic)) if v is None]
     if missing:

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from medsynth.cli._app import EXIT_OK, app
+from medsynth.cli._app import app
 from medsynth.cli._dp import (
     DpFlag,
     MaxGradNorm,
@@ -63,4 +63,3 @@ def finetune(
         ("steps", str(card["training"]["steps"])),
         *dp_rows(card.get("dp")),
     ])
-    raise typer.Exit(code=EXIT_OK)

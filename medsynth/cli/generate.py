@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from medsynth.cli._app import EXIT_OK, app
+from medsynth.cli._app import app
 from medsynth.errors import ConfigError
 
 
@@ -98,7 +98,7 @@ def generate(
         placement=dict(cfg["placement"]), mask_options=mask_options, writer_options=writer_options,
     )
     if result.manifest is None:  # a worker process of a multi-process run: the main one reports
-        raise typer.Exit(code=EXIT_OK)
+        return
     table = Table(title="medsynth generate", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value")
@@ -112,4 +112,3 @@ def generate(
     table.add_row("index", ", ".join(p.as_posix() for p in result.index_files) or "-")
     table.add_row("manifest", str(result.manifest))
     Console(highlight=False).print(table)
-    raise typer.Exit(code=EXIT_OK)

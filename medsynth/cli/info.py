@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from medsynth.cli._app import EXIT_OK, app
+from medsynth.cli._app import app
 
 
 def describe_scan(path: Path, frame: int = 0) -> dict[str, Any]:
@@ -93,14 +93,14 @@ def info(
     path: Path = typer.Argument(..., help="An image file (DICOM, NIfTI, PNG, TIFF) or a dataset folder / index file."),
     as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON."),
     frame: int = typer.Option(0, "--frame", help="Frame of a multi-frame DICOM / slice of a NIfTI volume."),
-) -> int:
+) -> None:
     """Show what medsynth's readers see in an image file or a dataset."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     facts = describe_dataset(path) if _is_dataset(path) else describe_scan(path, frame=frame)
     if as_json:
         typer.echo(json.dumps(facts, indent=2, default=str))
-        return EXIT_OK
+        return
     from rich.console import Console
     from rich.table import Table
 
@@ -116,4 +116,3 @@ def info(
             shown = "-" if value is None else str(value)
         table.add_row(key.replace("_", " "), shown)
     Console(highlight=False).print(table)
-    return EXIT_OK

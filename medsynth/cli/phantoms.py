@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import typer
 
-from medsynth.cli._app import EXIT_OK, app
+from medsynth.cli._app import app
 from medsynth.errors import ConfigError
 
 
@@ -143,4 +143,3 @@ def phantoms(
         f"in {elapsed:.1f} s (seed {cfg['seed']}, {rows_cols[0]}x{rows_cols[1]}, {view_.upper()})"
         + (f"; preview {preview}" if preview is not None else "")
     )
-    raise typer.Exit(code=EXIT_OK)

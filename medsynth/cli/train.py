@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from medsynth.cli._app import EXIT_OK, app
+from medsynth.cli._app import app
 from medsynth.cli._dp import (
     DpFlag,
     MaxGradNorm,
@@ -58,4 +58,3 @@ def train(
         ("final loss", f"{card['training']['final_loss']:.4f}"),
         *dp_rows(card.get("dp")),
     ])
-    raise typer.Exit(code=EXIT_OK)
