@@ -176,7 +176,7 @@ def run_loop(
             # 1. A batch: uniform draws (plain) or Poisson sampling (DP), then augmentations. The
             # stream is reseeded from (seed, process, step): every process of a multi-GPU run draws
             # its own batches, and a resumed run draws what the uninterrupted one would have.
-            gen.manual_seed(derive_seed(seed, accelerator.process_index, step))
+            seed_step(gen, seed, accelerator.process_index, step)
             if batches is not None:
                 images, masks, healthy = next(batches)
             else:
@@ -262,6 +262,13 @@ def run_loop(
     inner.eval()
     accelerator.wait_for_everyone()
     return LoopResult(inner, step, step >= total, dp_card, seconds, loss_value, accelerator.is_main_process)
+
+
+def seed_step(gen: torch.Generator, seed: int, process: int, step: int) -> torch.Generator:
+    """Reseed ``gen`` for one step's draws (batch indices, augmentations, noise, timesteps) from
+    (seed, process, step) alone: each process of a multi-GPU run draws its own batches, and a
+    resumed run draws what the uninterrupted one would have."""
+    return gen.manual_seed(derive_seed(seed, process, step))
 
 
 def _poisson_batches(loader: Any):
