@@ -4,7 +4,7 @@ opacus' per-sample-gradient modes ("hooks", "functorch", "ew").
 Every DP variant goes through medsynth's own ``medsynth.models.privacy.make_private`` (Poisson
 sampling, ``make_private_with_epsilon``, clipping and noise in the optimizer step), on the same
 UNet (``build_unet`` of the default config) or the same UNet wrapped with LoRA adapters
-(``medsynth.models.lora.wrap_lora``, rank 4, default targets), with the same loss
+(``medsynth.models.adapters.wrap_lora``, rank 4, default targets), with the same loss
 (``diffusion_loss``). A step is forward + backward + optimizer step; seconds per sample = time of
 the timed steps / samples they drew (Poisson batches vary in size). The variants alternate within
 each repeat; medians over repeats.
@@ -52,9 +52,11 @@ def _unet(kind: str, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     unet = build_unet(make_config())
     if kind == "lora":
-        from medsynth.models.lora import DEFAULT_TARGET_MODULES, wrap_lora
+        from medsynth.config import load_config
+        from medsynth.models.adapters import wrap_lora
 
-        unet = wrap_lora(unet, rank=4, alpha=None, target_modules=list(DEFAULT_TARGET_MODULES))
+        lora = load_config(None, kind="finetune")["lora"]
+        unet = wrap_lora(unet, rank=4, alpha=None, target_modules=lora["target_modules"], dropout=lora["dropout"])
     return unet.train()
 
 
@@ -79,7 +81,7 @@ def _private(unet: torch.nn.Module, bank: Any, batch_size: int, mode: str, steps
                                          generator=torch.Generator().manual_seed(0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the not-secure-mode warning, once per variant
-        return make_private(unet, optimizer, loader, DPSettings(grad_sample_mode=mode), steps,
+        return make_private(unet, optimizer, loader, DPSettings.from_any({"grad_sample_mode": mode}), steps,
                             noise_generator=torch.Generator().manual_seed(1))
 
 

@@ -31,7 +31,7 @@ def finetune(
     data: Path = typer.Argument(..., help="Fine-tuning data: anything load_dataset reads."),
     out: Path = typer.Option(..., "--out", help="Adapter directory to write."),
     lora: bool = typer.Option(True, "--lora/--no-lora", help="Fine-tune a LoRA adapter (the only mode)."),
-    rank: int = typer.Option(4, "--rank", help="LoRA rank."),
+    rank: Optional[int] = typer.Option(None, "--rank", help="LoRA rank (default: lora.rank of the config)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Fine-tuning steps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML laid over configs/finetune.yaml."),

@@ -142,7 +142,8 @@ def _load_model(model: Any, adapter: str | Path | None) -> tuple[Any, dict[str, 
     """The inpainter object and its manifest facts (hashes, sampler, DP)."""
     adapter_sha = None
     if isinstance(model, (str, Path)):
-        from medsynth.models.inpainter import WEIGHTS_NAME, LesionInpainter
+        from medsynth.models.inpainter import LesionInpainter
+        from medsynth.models.pretrained import WEIGHTS_NAME
 
         path = Path(model)
         obj = LesionInpainter.from_pretrained(path, adapter=adapter)

@@ -25,22 +25,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from medsynth.config import load_config
 from medsynth.errors import InvalidDatasetError
 from medsynth.models.patches import crop_at
-
-DEFAULT_DATA_CONFIG: dict[str, Any] = {
-    "lesion_crops_per_lesion": 4,
-    "healthy_crops_per_case": 2,
-    "jitter_mm": 4.0,
-    "margin_mm": 2.0,
-    "merge_mm": 1.0,
-    "min_lesion_mm2": 3.0,
-    "tissue_threshold": 0.05,
-    "max_cases": None,
-    "flips": True,
-    "intensity_jitter": 0.05,
-    "random_mask_radius_mm": [2.5, 10.0],
-}
 
 
 @dataclass
@@ -167,14 +154,15 @@ def build_patch_bank(
             list of (image in [0, 1], mask or None, (row, col) spacing mm) tuples.
         image_size: patch side in pixels.
         spacing_mm: patch pixel spacing in mm.
-        data_config: see ``DEFAULT_DATA_CONFIG``.
+        data_config: settings laid over the ``data`` section of ``configs/train.yaml`` (its defaults).
         seed: seed of the crop positions.
         progress: show a rich progress bar.
 
     Raises:
         InvalidDatasetError: the data yields no patch at all.
+        ConfigError: ``data_config`` names an unknown setting.
     """
-    cfg = {**DEFAULT_DATA_CONFIG, **(data_config or {})}
+    cfg = load_config({"data": dict(data_config or {})}, kind="train")["data"]
     items, info = _iter_sources(data)
     if cfg["max_cases"]:
         items = items[: int(cfg["max_cases"])]

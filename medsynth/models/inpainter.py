@@ -9,14 +9,15 @@ region, noised to the current level, is put back, and at the end it is restored 
 into the painted lesion across a feathered edge. An unconditional model (``conditional: false``)
 is sampled with RePaint instead (see :mod:`medsynth.models.repaint`).
 
-The model directory holds ``config.json`` (the config *is* the constructor), ``model.safetensors``,
-``model_card.json`` and a human-readable ``README.md`` model card.
+The config *is* the constructor: ``LesionInpainter(config)`` lays ``config`` over the ``model``
+section of ``configs/train.yaml`` (the one place of its defaults), and the complete config is saved
+as ``config.json`` beside the weights (:mod:`medsynth.models.pretrained`), so a saved model does not
+change when a default does. LoRA adapters are attached with :meth:`LesionInpainter.load_adapter`
+(:mod:`medsynth.models.adapters`).
 """
 
 from __future__ import annotations
 
-import copy
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,48 +25,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medsynth.config import load_config
 from medsynth.errors import InvalidImageError, InvalidMaskError, InvalidModelError
-from medsynth.io.writers.atomic import atomic_write_bytes, atomic_write_text
+from medsynth.models import adapters
 from medsynth.models.patches import check_image_and_mask, crop_roi, feather_weights, paste_roi
-from medsynth.utils import derive_seed, sha256_file
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "model_card.json"
-README_NAME = "README.md"
-
-DEFAULT_CONFIG: dict[str, Any] = {
-    "image_size": 64,
-    # 0.5 mm/px: a 64 px patch is a 32 mm square, so 5-25 mm masses fit with context around them.
-    "spacing_mm": 0.5,
-    "conditional": True,
-    # Class label 1 = lesion, 0 = healthy tissue (healthy crops with random masks); sampling asks for 1.
-    "class_conditional": True,
-    "block_out_channels": [32, 64, 64],
-    "layers_per_block": 1,
-    "attention": True,  # attention only at the lowest resolution (and in the mid block)
-    "norm_num_groups": 8,
-    "num_train_timesteps": 1000,
-    "beta_schedule": "squaredcos_cap_v2",
-    "prediction_type": "epsilon",
-    "mask_loss_weight": 5.0,
-    "mask_dilate_px": 3,
-    "sampler": "ddim",  # or "dpmsolver++"
-    "num_inference_steps": 25,
-    "feather_px": 2.0,
-    "roi_margin_mm": 2.0,
-    "repaint": {"num_inference_steps": 50, "jump_length": 10, "jump_n_sample": 3},
-}
+from medsynth.models.pretrained import PretrainedMixin
+from medsynth.utils import derive_seed
 
 
 def make_config(**overrides: Any) -> dict[str, Any]:
-    """The default model config with ``overrides`` laid over it; unknown keys are refused."""
-    unknown = sorted(set(overrides) - set(DEFAULT_CONFIG))
-    if unknown:
-        raise InvalidModelError(f"unknown model setting(s) {unknown}; known: {sorted(DEFAULT_CONFIG)}")
-    config = copy.deepcopy(DEFAULT_CONFIG)
-    config.update(copy.deepcopy(overrides))
-    return config
+    """The complete model config: the ``model`` section of ``configs/train.yaml`` with ``overrides``
+    laid over it (nested ``repaint`` settings too).
+
+    Raises:
+        ConfigError: an override names no model setting.
+    """
+    return load_config({"model": overrides}, kind="train")["model"]
 
 
 def build_unet(config: dict[str, Any]):
@@ -74,7 +49,7 @@ def build_unet(config: dict[str, Any]):
 
     blocks = list(config["block_out_channels"])
     n = len(blocks)
-    attn_last = bool(config.get("attention", True))
+    attn_last = bool(config["attention"])
     down = tuple("AttnDownBlock2D" if (attn_last and i == n - 1) else "DownBlock2D" for i in range(n))
     up = tuple("AttnUpBlock2D" if (attn_last and i == 0) else "UpBlock2D" for i in range(n))
     return UNet2DModel(
@@ -87,7 +62,7 @@ def build_unet(config: dict[str, Any]):
         up_block_types=up,
         norm_num_groups=int(config["norm_num_groups"]),
         add_attention=attn_last,
-        num_class_embeds=2 if (config["conditional"] and config.get("class_conditional")) else None,
+        num_class_embeds=2 if (config["conditional"] and config["class_conditional"]) else None,
     )
 
 
@@ -154,77 +129,24 @@ def diffusion_loss(
 def class_labels(config: dict[str, Any], batch: int, device: torch.device,
                  labels: torch.Tensor | None = None) -> torch.Tensor | None:
     """The UNet's class labels: None for a model without them, else ``labels`` or all 1 (lesion)."""
-    if not (config["conditional"] and config.get("class_conditional")):
+    if not (config["conditional"] and config["class_conditional"]):
         return None
     if labels is None:
         return torch.ones(batch, dtype=torch.long, device=device)
     return labels.to(device=device, dtype=torch.long)
 
 
-def versions() -> dict[str, str]:
-    """Versions of the libraries a saved model depends on."""
-    import diffusers
-
-    import medsynth
-
-    out = {"medsynth": medsynth.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__}
-    for name in ("peft", "opacus"):
-        try:
-            out[name] = __import__(name).__version__
-        except ImportError:  # optional at load time; recorded when present
-            continue
-    return out
-
-
-def render_model_card(card: dict[str, Any], config: dict[str, Any]) -> str:
-    """A short Markdown model card (README.md) from the model-card dict."""
-    dp = card.get("dp")
-    data = card.get("data") or {}
-    training = card.get("training") or {}
-    lines = [
-        f"# {card.get('name', 'medsynth lesion inpainter')}",
-        "",
-        "Mask-conditioned pixel-space diffusion model that paints a lesion inside a mask on a patch of "
-        "breast tissue (medsynth). Synthetic images it makes are not for diagnosis.",
-        "",
-        "## Model",
-        f"- patch: {config['image_size']} px at {config['spacing_mm']} mm/px "
-        f"({config['image_size'] * config['spacing_mm']:.1f} mm square)",
-        f"- conditional: {config['conditional']}; UNet blocks {config['block_out_channels']}, "
-        f"{card.get('parameters', '?')} parameters",
-        f"- schedule: {config['beta_schedule']}, {config['prediction_type']}-prediction; sampling "
-        f"{config['sampler']} with {config['num_inference_steps']} steps",
-        "",
-        "## Training",
-        f"- data: {data.get('source', '?')} (layout {data.get('layout', '?')}, {data.get('n_cases', '?')} cases, "
-        f"{data.get('n_lesion_crops', '?')} lesion crops, {data.get('n_healthy_crops', '?')} healthy crops)",
-        f"- data fingerprint (sha256): `{data.get('fingerprint', '?')}`",
-        f"- steps: {training.get('steps', '?')}, batch size {training.get('batch_size', '?')}, "
-        f"learning rate {training.get('learning_rate', '?')}, mixed precision {training.get('mixed_precision', '?')}",
-        "",
-        "## Differential privacy",
-    ]
-    if dp:
-        lines += [
-            f"- (ε, δ) = ({dp['epsilon']:.4g}, {dp['delta']:.3g}) spent, accountant {dp['accountant']}",
-            f"- noise multiplier {dp['noise_multiplier']:.4g}, max grad norm {dp['max_grad_norm']}, "
-            f"sample rate {dp.get('sample_rate')}, steps {dp.get('steps')}, secure mode {dp.get('secure_mode')}",
-        ]
-    else:
-        lines.append("- none: trained without differential privacy; it may memorize its training data.")
-    if card.get("adapter"):
-        lines += ["", "## Adapter", f"- {json.dumps(card['adapter'])}"]
-    lines += ["", "## Versions", "- " + ", ".join(f"{k} {v}" for k, v in (card.get("versions") or {}).items()), ""]
-    return "\n".join(lines)
-
-
-class LesionInpainter:
+class LesionInpainter(PretrainedMixin):
     """Mask-conditioned diffusion inpainter for lesion patches.
 
     Args:
-        config: the model config (see ``DEFAULT_CONFIG``); missing keys take their defaults.
+        config: model settings; missing ones take their defaults from ``configs/train.yaml``'s
+            ``model`` section (see :func:`make_config`).
         unet: the denoiser; a freshly initialised one is built from ``config`` when None.
         model_card: facts about how the weights were made (data, steps, DP); see ``save_pretrained``.
+
+    Raises:
+        ConfigError: ``config`` names an unknown setting.
 
     Example::
 
@@ -242,86 +164,18 @@ class LesionInpainter:
         self.model_card.setdefault("dp", None)
         self.noise_scheduler = make_noise_scheduler(self.config)
 
-    # ------------------------------------------------------------------ save / load
-    @classmethod
-    def from_pretrained(cls, path: str | Path, adapter: str | Path | None = None,
-                        device: str | torch.device | None = None) -> "LesionInpainter":
-        """Load a model saved by :meth:`save_pretrained`, optionally with a LoRA adapter.
-
-        Args:
-            path: the model directory.
-            adapter: a LoRA adapter directory written by :func:`medsynth.models.lora.finetune_lora`.
-            device: where to put the weights (default CPU).
+    # ------------------------------------------------------------------ adapters (save / load: PretrainedMixin)
+    def load_adapter(self, adapter: str | Path) -> "LesionInpainter":
+        """Attach a LoRA adapter saved by :func:`medsynth.models.lora.finetune_lora` (in place); returns self.
 
         Raises:
-            InvalidModelError: a file is missing or does not match the config, or the adapter was
-                trained on other base weights.
+            InvalidModelError: not an adapter directory, or an adapter of other base weights.
         """
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        config_path, weights_path = path / CONFIG_NAME, path / WEIGHTS_NAME
-        for p in (config_path, weights_path):
-            if not p.is_file():
-                raise InvalidModelError(f"not a medsynth model directory (missing {p.name})", path)
-        try:
-            config = json.loads(config_path.read_text())
-        except json.JSONDecodeError as e:
-            raise InvalidModelError(f"config is not valid JSON ({e})", config_path) from e
-        card_path = path / CARD_NAME
-        card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-        try:
-            config = make_config(**config)
-            unet = build_unet(config)
-            state = load_file(str(weights_path))
-            unet.load_state_dict(state, strict=True)
-        except (RuntimeError, KeyError, TypeError, ValueError) as e:
-            raise InvalidModelError(f"weights do not match the config ({e})", weights_path) from e
-        card["base_sha256"] = sha256_file(weights_path)
-        model = cls(config, unet, card)
-        if adapter is not None:
-            from medsynth.models.lora import load_adapter
-
-            load_adapter(model, adapter)
-        if device is not None:
-            model.to(device)
-        return model
-
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write config.json, model.safetensors, model_card.json and README.md into ``path``.
-
-        A loaded LoRA adapter is merged into the saved weights (the card keeps the adapter's facts).
-        Every file is written atomically.
-        """
-        from safetensors.torch import save
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        unet = self.base_unet(merged=True)
-        state = {k: v.detach().to("cpu").contiguous() for k, v in unet.state_dict().items()}
-        card = dict(self.model_card)
-        card.pop("base_sha256", None)
-        card["parameters"] = int(sum(p.numel() for p in unet.parameters()))
-        card.setdefault("versions", versions())
-        card["image_size"] = self.config["image_size"]
-        card["spacing_mm"] = self.config["spacing_mm"]
-        atomic_write_bytes(path / WEIGHTS_NAME, save(state))
-        atomic_write_text(path / CONFIG_NAME, json.dumps(self.config, indent=2) + "\n")
-        atomic_write_text(path / CARD_NAME, json.dumps(card, indent=2, default=str) + "\n")
-        atomic_write_text(path / README_NAME, render_model_card(card, self.config))
-        return path
+        return adapters.load_adapter(self, adapter)
 
     def base_unet(self, merged: bool = False) -> torch.nn.Module:
         """The plain ``UNet2DModel`` (a merged copy when a LoRA adapter is loaded and ``merged``)."""
-        try:
-            from peft import PeftModel
-        except ImportError:  # peft missing: there can be no adapter either
-            return self.unet
-        if isinstance(self.unet, PeftModel):
-            if not merged:
-                return self.unet.get_base_model()
-            return copy.deepcopy(self.unet).merge_and_unload()
-        return self.unet
+        return adapters.base_unet(self.unet, merged)
 
     def to(self, device: str | torch.device) -> "LesionInpainter":
         """Move the weights to ``device`` (e.g. "cuda"); returns self."""
@@ -375,15 +229,6 @@ class LesionInpainter:
             raise ValueError(f"got {len(seeds)} seeds for a batch of {batch}")
         return [torch.Generator("cpu").manual_seed(s) for s in seeds]
 
-    @staticmethod
-    def _randn(
-        shape: tuple[int, ...], gens: list[torch.Generator] | torch.Generator | None, device: torch.device
-    ) -> torch.Tensor:
-        """Standard normal noise; with a list of generators each sample draws from its own."""
-        if isinstance(gens, list):
-            return torch.stack([torch.randn(shape[1:], generator=g) for g in gens]).to(device)
-        return torch.randn(shape, generator=gens).to(device)
-
     def make_sampling_scheduler(self, sampler: str | None = None):
         """The scheduler used to sample: DDIM ("trailing" timesteps) or DPM-Solver++."""
         from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
@@ -427,48 +272,58 @@ class LesionInpainter:
         # 1. Check inputs.
         known01, mask, was_2d, was_numpy = self._check_patches(images, masks)
         gens = self._generators(known01.shape[0], seeds, generator)
+        # 2. Put the known patches on the model's device, in [-1, 1] as the UNet was trained.
         device = self.device
         known01, mask = known01.to(device), mask.to(device)
         x0 = known01 * 2.0 - 1.0
-        # 2. Denoise.
+        # 3. Denoise: a conditional model with its sampler, an unconditional one with RePaint.
         if self.config["conditional"]:
-            x = self._sample_conditional(x0, mask, gens, num_inference_steps)
+            x = self._denoise(x0, mask, gens, num_inference_steps)
         else:
             from medsynth.models.repaint import repaint_inpaint
 
-            rp = dict(self.config["repaint"])
-            steps = num_inference_steps or int(rp.pop("num_inference_steps"))
-            rp.pop("num_inference_steps", None)
-            x = repaint_inpaint(self.unet, scheduler_config(self.config), x0, mask, generator=gens,
-                                num_inference_steps=steps, **rp)
-        # 3. Restore the known region exactly, blending across a feathered edge.
+            rp = self.config["repaint"]
+            x = repaint_inpaint(
+                self.unet, scheduler_config(self.config), x0, mask, generator=gens,
+                num_inference_steps=int(num_inference_steps or rp["num_inference_steps"]),
+                jump_length=int(rp["jump_length"]), jump_n_sample=int(rp["jump_n_sample"]),
+            )
+        # 4. Restore the known region exactly, blending across a feathered edge. Blend with the input
+        # itself, not (x0 + 1) / 2: that float round trip is not exact for values below 0.5.
         mask_np = mask[:, 0].cpu().numpy() > 0.5
         weight = torch.from_numpy(np.stack([feather_weights(m, self.config["feather_px"]) for m in mask_np]))
         weight = weight[:, None].to(device)
-        # The input itself, not (x0 + 1) / 2: that float round trip is not exact for values below 0.5.
-        x0_01 = known01
         gen_01 = ((x.float() + 1.0) / 2.0).clamp(0, 1)
-        out = torch.where(weight > 0, x0_01 + weight * (gen_01 - x0_01), x0_01).clamp(0, 1)[:, 0].cpu()
+        out = torch.where(weight > 0, known01 + weight * (gen_01 - known01), known01).clamp(0, 1)[:, 0].cpu()
+        # 5. Hand back what was given: numpy or torch, (H, W) or (B, H, W).
         if was_2d:
             out = out[0]
         return out.numpy().astype(np.float32) if was_numpy else out.to(torch.float32)
 
-    def _sample_conditional(self, x0: torch.Tensor, mask: torch.Tensor, gens: Any,
-                            num_inference_steps: int | None) -> torch.Tensor:
+    def _denoise(
+        self, x0: torch.Tensor, mask: torch.Tensor, gens: Any, num_inference_steps: int | None
+    ) -> torch.Tensor:
+        """The conditional sampling loop; after every step but the last the known region is put back,
+        noised to the level of the next step. Noise comes from ``gens`` (one generator per sample
+        when seeds were given: diffusers' ``randn_tensor`` then draws each sample from its own)."""
+        from diffusers.utils.torch_utils import randn_tensor
+
+        # a. Timesteps.
         scheduler = self.make_sampling_scheduler()
         scheduler.set_timesteps(int(num_inference_steps or self.config["num_inference_steps"]), device=x0.device)
         timesteps = scheduler.timesteps
         labels = class_labels(self.config, x0.shape[0], x0.device)
-        x = self._randn(tuple(x0.shape), gens, x0.device) * scheduler.init_noise_sigma
+        # b. Initial noise.
+        shape = tuple(x0.shape)
+        x = randn_tensor(shape, generator=gens, device=x0.device) * scheduler.init_noise_sigma
+        # c. Denoising loop.
         for i, t in enumerate(timesteps):
             inp = unet_input(scheduler.scale_model_input(x, t), mask, x0, True)
             eps = self.unet(inp, t, class_labels=labels).sample
             x = scheduler.step(eps, t, x).prev_sample
             if i + 1 < len(timesteps):
-                # Put the known region back, noised to the level of the next step.
-                known = self.noise_scheduler.add_noise(
-                    x0, self._randn(tuple(x0.shape), gens, x0.device), timesteps[i + 1 : i + 2].to("cpu").long()
-                )
+                noise = randn_tensor(shape, generator=gens, device=x0.device)
+                known = self.noise_scheduler.add_noise(x0, noise, timesteps[i + 1 : i + 2].to("cpu").long())
                 x = mask * x + (1.0 - mask) * known.to(x.dtype)
         return x
 
@@ -538,6 +393,8 @@ class LesionInpainter:
             timesteps: one timestep for all, one per sample, or None for a random one per sample.
             seed: base seed of the noise.
         """
+        from diffusers.utils.torch_utils import randn_tensor
+
         known01, mask, _, _ = self._check_patches(images, masks)
         x0 = known01 * 2.0 - 1.0
         B = x0.shape[0]
@@ -550,7 +407,7 @@ class LesionInpainter:
             t = t.expand(B).clone() if t.numel() == 1 else t
             if t.numel() != B or int(t.min()) < 0 or int(t.max()) >= T:
                 raise ValueError(f"timesteps must be one int or {B} ints in [0, {T}), got {timesteps}")
-        noise = self._randn(tuple(x0.shape), gens, self.device)
+        noise = randn_tensor(tuple(x0.shape), generator=gens, device=self.device)
         device = self.device
         was_training = self.unet.training
         self.unet.eval()

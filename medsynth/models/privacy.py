@@ -6,16 +6,16 @@ checks that keep the accountant's guarantee honest.
   by Poisson sampling. A loader with a custom or weighted sampler is refused with
   :class:`PrivacyError`: the RDP/PRV accountants assume Poisson sampling and such a loader would
   break the guarantee silently.
-- The noise multiplier is chosen by ``PrivacyEngine.make_private_with_epsilon`` for the planned
-  number of steps; the ε actually spent is asked from the accountant and recorded in the model
-  card and in every checkpoint (with the accountant's state, so a resumed run keeps counting).
+- The noise multiplier is opacus' ``get_noise_multiplier`` for the planned number of steps (given
+  as steps, not rounded from epochs), passed to ``PrivacyEngine.make_private``; the ε actually
+  spent is asked from the accountant and recorded in the model card and in every checkpoint (with
+  the accountant's state, so a resumed run keeps counting).
 - ``secure_mode`` (cryptographically secure noise, needs ``torchcsprng``) is optional; without it
   a warning says the run is fine for experiments only.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -24,12 +24,14 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data.sampler import BatchSampler
 
+from medsynth.config import load_config
 from medsynth.errors import PrivacyError
 
 
 @dataclass
 class DPSettings:
-    """What the user asks for.
+    """What the user asks for; the defaults are the ``dp`` section of ``configs/train.yaml``
+    (:meth:`from_any`).
 
     Attributes:
         target_epsilon: ε to reach at the end of the planned steps.
@@ -42,19 +44,27 @@ class DPSettings:
             blocks, whose outputs are channels_last in memory (opacus 1.6; benchmarks/bench_dp.py).
     """
 
-    target_epsilon: float = 8.0
-    target_delta: float = 1e-5
-    max_grad_norm: float = 1.0
-    secure_mode: bool = False
-    accountant: str = "rdp"
-    grad_sample_mode: str = "functorch"
+    target_epsilon: float
+    target_delta: float
+    max_grad_norm: float
+    secure_mode: bool
+    accountant: str
+    grad_sample_mode: str
 
     @classmethod
     def from_any(cls, dp: Any, defaults: dict[str, Any] | None = None) -> "DPSettings | None":
-        """None/False → None; True → defaults; a dict or DPSettings → laid over the defaults."""
+        """None/False → None; True → the defaults; a dict or DPSettings → laid over the defaults.
+
+        Args:
+            dp: what the caller asked for.
+            defaults: the ``dp`` section of the run's config; ``configs/train.yaml``'s when None.
+
+        Raises:
+            PrivacyError: an unknown setting or a value out of range.
+        """
         if dp is None or dp is False:
             return None
-        base = dict(defaults or {})
+        base = dict(defaults if defaults is not None else load_config(None, kind="train")["dp"])
         if isinstance(dp, DPSettings):
             base.update(asdict(dp))
         elif isinstance(dp, dict):
@@ -169,6 +179,7 @@ def make_private(
             torchcsprng, or a target unreachable in ``steps``.
     """
     from opacus import PrivacyEngine
+    from opacus.accountants.utils import get_noise_multiplier
 
     check_poisson_compatible(loader)
     validate_module(module)
@@ -188,29 +199,32 @@ def make_private(
             engine = PrivacyEngine(accountant=settings.accountant, secure_mode=settings.secure_mode)
     except ImportError as e:
         raise PrivacyError(f"secure_mode needs the torchcsprng package ({e})") from e
-    sample_rate = 1.0 / len(loader)
-    # make_private_with_epsilon plans in epochs and converts with int(epochs / sample_rate); pick the
-    # float that converts back to exactly ``steps``.
-    epochs = steps * sample_rate
-    while int(epochs / sample_rate) < steps:
-        epochs = math.nextafter(epochs, math.inf)
+    sample_rate = 1.0 / len(loader)  # opacus' Poisson sampling keeps the expected batch size
     try:
-        wrapped, dp_optimizer, dp_loader = engine.make_private_with_epsilon(
+        noise_multiplier = get_noise_multiplier(
+            target_epsilon=settings.target_epsilon,
+            target_delta=settings.target_delta,
+            sample_rate=sample_rate,
+            steps=int(steps),
+            accountant=engine.accountant.mechanism(),
+        )
+    except ValueError as e:
+        raise PrivacyError(
+            f"cannot reach ε={settings.target_epsilon}, δ={settings.target_delta} in {steps} steps ({e})"
+        ) from e
+    try:
+        wrapped, dp_optimizer, dp_loader = engine.make_private(
             module=module,
             optimizer=optimizer,
             data_loader=loader,
-            target_epsilon=settings.target_epsilon,
-            target_delta=settings.target_delta,
-            epochs=epochs,
+            noise_multiplier=noise_multiplier,
             max_grad_norm=settings.max_grad_norm,
             poisson_sampling=True,
             grad_sample_mode=settings.grad_sample_mode,
             noise_generator=noise_generator,
         )
     except ValueError as e:
-        raise PrivacyError(
-            f"cannot reach ε={settings.target_epsilon}, δ={settings.target_delta} in {steps} steps ({e})"
-        ) from e
+        raise PrivacyError(f"opacus cannot make this run private ({e})") from e
     return PrivateTraining(
         engine=engine,
         module=wrapped,
@@ -221,16 +235,3 @@ def make_private(
         steps=int(steps),
         settings=settings,
     )
-
-
-def unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    """The model inside opacus' GradSampleModule, with its hooks removed."""
-    from opacus import GradSampleModule
-
-    if isinstance(module, GradSampleModule):
-        inner = module._module
-        module.remove_hooks()
-        for p in inner.parameters():
-            p.grad_sample = None
-        return inner
-    return module

@@ -20,9 +20,10 @@ def repaint_inpaint(
     images: torch.Tensor,
     masks: torch.Tensor,
     generator: torch.Generator | list[torch.Generator] | None = None,
-    num_inference_steps: int = 50,
-    jump_length: int = 10,
-    jump_n_sample: int = 3,
+    *,
+    num_inference_steps: int,
+    jump_length: int,
+    jump_n_sample: int,
     eta: float = 0.0,
 ) -> torch.Tensor:
     """Inpaint with RePaint.
@@ -35,7 +36,7 @@ def repaint_inpaint(
         generator: one generator, or one per sample (then each sample's result is independent of
             the batch).
         num_inference_steps, jump_length, jump_n_sample, eta: RePaint's settings (the paper uses
-            250, 10, 10).
+            250, 10, 10; medsynth's defaults are the ``model.repaint`` section of ``configs/train.yaml``).
 
     Returns:
         (B,1,H,W) samples in [-1, 1] (the known region is re-imposed by the caller).

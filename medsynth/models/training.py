@@ -29,27 +29,13 @@ from medsynth.config import load_config
 from medsynth.errors import ConfigError, InvalidModelError, OutputExistsError, PrivacyError
 from medsynth.io.writers.atomic import atomic_write_bytes
 from medsynth.models.data import PatchBank, augment_batch, build_patch_bank
-from medsynth.models.inpainter import (
-    CONFIG_NAME,
-    LesionInpainter,
-    build_unet,
-    diffusion_loss,
-    make_config,
-    make_noise_scheduler,
-    versions,
-)
-from medsynth.models.privacy import DPSettings, PrivateTraining, make_private, unwrap
+from medsynth.models.inpainter import LesionInpainter, build_unet, diffusion_loss, make_noise_scheduler
+from medsynth.models.pretrained import CONFIG_NAME, versions
+from medsynth.models.privacy import DPSettings, PrivateTraining, make_private
 from medsynth.utils import derive_seed, progress_bar
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAME = "checkpoint.pt"
-SECTIONS = ("model", "training", "data", "lora")
-
-
-def resolve_config(config: str | Path | dict[str, Any] | None, kind: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The packaged default of ``kind``, a user file or dict laid over it, then the ``overrides`` given
-    (see :func:`medsynth.config.load_config`)."""
-    return load_config(config, kind=kind, overrides=overrides)
 
 
 def make_accelerator(mixed_precision: str):
@@ -146,6 +132,8 @@ def run_loop(
         model, optimizer = private.module, private.optimizer
     else:
         model, optimizer = accelerator.prepare(module, optimizer)
+    # opacus' GradSampleModule and accelerate's wrappers (DDP) wrap ``module`` itself, not a copy: its
+    # state is the run's, so checkpoints save and load ``module``'s state dict, without the wrappers' prefixes.
     lr_scheduler = get_scheduler(
         str(train_cfg["lr_scheduler"]), optimizer=optimizer,
         num_warmup_steps=int(train_cfg["warmup_steps"]), num_training_steps=total,
@@ -165,7 +153,7 @@ def run_loop(
             private.engine.accountant.load_state_dict(state["accountant"])
         elif state.get("accountant") is not None:
             raise PrivacyError("checkpoint is from a DP run; resume it with --dp", ckpt_path)
-        _inner(model).load_state_dict(state["model"])
+        module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         lr_scheduler.load_state_dict(state["lr_scheduler"])
         ema.load_state_dict(state["ema"])
@@ -188,7 +176,7 @@ def run_loop(
             # 1. A batch: uniform draws (plain) or Poisson sampling (DP), then augmentations. The
             # stream is reseeded from (seed, process, step): every process of a multi-GPU run draws
             # its own batches, and a resumed run draws what the uninterrupted one would have.
-            gen.manual_seed(derive_seed(seed, accelerator.process_index, step))
+            seed_step(gen, seed, accelerator.process_index, step)
             if batches is not None:
                 images, masks, healthy = next(batches)
             else:
@@ -252,7 +240,7 @@ def run_loop(
                     _save_checkpoint(ckpt_path, {
                         "step": step,
                         "total_steps": total,
-                        "model": _inner(model).state_dict(),
+                        "model": module.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "lr_scheduler": lr_scheduler.state_dict(),
                         "ema": ema.state_dict(),
@@ -266,23 +254,21 @@ def run_loop(
                     })
     seconds = time.perf_counter() - started
     dp_card = private.card(step) if private is not None else None
-    inner = _inner(model)
     ema.copy_to(params)
     if private is not None:
-        inner = unwrap(private.module)
-    inner = accelerator.unwrap_model(inner, keep_fp32_wrapper=False) if private is None else inner
+        inner = private.module.to_standard_module()  # opacus' hooks and per-sample gradients removed
+    else:
+        inner = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     inner.eval()
     accelerator.wait_for_everyone()
     return LoopResult(inner, step, step >= total, dp_card, seconds, loss_value, accelerator.is_main_process)
 
 
-def _inner(model: torch.nn.Module) -> torch.nn.Module:
-    """The module whose state is checkpointed (inside opacus' and accelerate's wrappers)."""
-    from opacus import GradSampleModule
-
-    if isinstance(model, GradSampleModule):
-        return model._module
-    return getattr(model, "module", model) if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+def seed_step(gen: torch.Generator, seed: int, process: int, step: int) -> torch.Generator:
+    """Reseed ``gen`` for one step's draws (batch indices, augmentations, noise, timesteps) from
+    (seed, process, step) alone: each process of a multi-GPU run draws its own batches, and a
+    resumed run draws what the uninterrupted one would have."""
+    return gen.manual_seed(derive_seed(seed, process, step))
 
 
 def _poisson_batches(loader: Any):
@@ -358,11 +344,11 @@ def train(
     Raises:
         ConfigError, OutputExistsError, InvalidDatasetError, PrivacyError, InvalidModelError.
     """
-    cfg = resolve_config(config, "train", {"steps": steps, "image_size": image_size, **overrides})
+    cfg = load_config(config, kind="train", overrides={"steps": steps, "image_size": image_size, **overrides})
     out = Path(out)
     ckpt = check_output_dir(out, resume, CONFIG_NAME)
-    model_config = make_config(**cfg["model"])
-    settings = DPSettings.from_any(dp, cfg.get("dp"))
+    model_config = cfg["model"]
+    settings = DPSettings.from_any(dp, cfg["dp"])
     bank = data if isinstance(data, PatchBank) else build_patch_bank(
         data, int(model_config["image_size"]), float(model_config["spacing_mm"]), cfg["data"],
         seed=int(cfg["training"]["seed"]), progress=progress,

@@ -36,22 +36,51 @@ def phantom_dir(tmp_path_factory):
     return make_phantoms(tmp_path_factory.mktemp("ph") / "data", n=4, seed=2, size=(128, 104), lesion_fraction=1.0)
 
 
-def test_train_and_finetune_happy_path(phantom_dir, tmp_path, capsys):
-    cfg = tmp_path / "tiny.yaml"
+@pytest.fixture(scope="module")
+def trained_by_cli(phantom_dir, tmp_path_factory):
+    """(model directory, the `medsynth train` subprocess) of a 2-step run of the tiny config."""
+    tmp = tmp_path_factory.mktemp("cli")
+    cfg = tmp / "tiny.yaml"
     cfg.write_text(TINY_YAML)
-    r = _run("train", phantom_dir, "--out", tmp_path / "model", "--config", cfg, "--steps", 2, "--quiet")
+    return tmp / "model", _run("train", phantom_dir, "--out", tmp / "model", "--config", cfg, "--steps", 2, "--quiet")
+
+
+def test_train_and_finetune_happy_path(trained_by_cli, phantom_dir, tmp_path, capsys):
+    model_dir, r = trained_by_cli
     assert r.returncode == 0, r.stderr
     assert "medsynth train" in r.stdout and "differential privacy" in r.stdout
-    card = json.loads((tmp_path / "model" / "model_card.json").read_text())
+    card = json.loads((model_dir / "model_card.json").read_text())
     assert card["training"]["steps"] == 2 and card["image_size"] == 32
     # In-process (medsynth.cli.main returns the exit code) to spare a second interpreter start.
     from medsynth.cli import main
 
-    rc = main(["finetune", str(tmp_path / "model"), str(phantom_dir), "--lora", "--rank", "2",
+    rc = main(["finetune", str(model_dir), str(phantom_dir), "--lora", "--rank", "2",
                "--out", str(tmp_path / "adapter"), "--steps", "2", "--batch-size", "4", "--quiet"])
     assert rc == 0
     assert "rank 2" in capsys.readouterr().out
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_finetune_rank_comes_from_the_config_unless_typed(trained_by_cli, phantom_dir, tmp_path):
+    """`--rank` defaults to None, so a --config file's lora.rank holds unless the user types --rank
+    (it used to default to 4 and silently override the file)."""
+    from safetensors.torch import load_file
+
+    from medsynth.cli import main
+
+    model_dir, r = trained_by_cli
+    assert r.returncode == 0, r.stderr
+    cfg = tmp_path / "finetune.yaml"
+    cfg.write_text("lora:\n  rank: 8\ntraining:\n  steps: 1\n  batch_size: 4\n  warmup_steps: 1\n  torch_threads: 1\n")
+    for typed, rank in (([], 8), (["--rank", "2"], 2)):
+        out = tmp_path / f"adapter-{rank}"
+        rc = main(["finetune", str(model_dir), str(phantom_dir), "--config", str(cfg), "--out", str(out), "--quiet",
+                   *typed])
+        assert rc == 0
+        assert json.loads((out / "adapter_config.json").read_text())["r"] == rank
+        assert json.loads((out / "model_card.json").read_text())["lora"]["rank"] == rank
+        lora_a = [t for k, t in load_file(out / "adapter_model.safetensors").items() if "lora_A" in k]
+        assert lora_a and {t.shape[0] for t in lora_a} == {rank}
 
 
 def test_bad_input_exits_2_without_traceback(tmp_path):

@@ -149,3 +149,56 @@ def test_unconditional_model_samples_with_repaint(bank, tmp_path):
     assert np.array_equal(out[0][far], images[0][far])
     alone = model(images[1:], masks[1:], seeds=[1])
     np.testing.assert_allclose(alone[0], out[1], rtol=0, atol=1e-5)
+
+
+def test_config_json_is_complete_and_rebuilds_the_model(trained, tmp_path, monkeypatch):
+    """The config is the constructor: config.json holds every model setting, so the model it rebuilds
+    is the saved one even after a default in configs/train.yaml changes."""
+    import shutil
+
+    import yaml
+
+    import medsynth.config
+    from medsynth.config import CONFIG_DIR, load_config
+
+    out_dir, model = trained
+    saved = json.loads((out_dir / "config.json").read_text())
+    assert saved == model.config and set(saved) == set(load_config(None, kind="train")["model"])
+    folder = tmp_path / "configs"
+    shutil.copytree(CONFIG_DIR, folder)
+    train = yaml.safe_load((folder / "train.yaml").read_text())
+    train["model"]["num_inference_steps"] = saved["num_inference_steps"] + 10
+    train["model"]["feather_px"] = saved["feather_px"] + 1.0
+    (folder / "train.yaml").write_text(yaml.safe_dump(train))
+    monkeypatch.setattr(medsynth.config, "CONFIG_DIR", folder)
+    assert LesionInpainter.from_pretrained(out_dir).config == saved
+    assert LesionInpainter(saved, model.unet).config == saved
+
+
+def test_config_json_with_an_unknown_setting_is_refused(trained, tmp_path):
+    import shutil
+
+    out_dir, _ = trained
+    copy = tmp_path / "m"
+    shutil.copytree(out_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "num_stepz": 3}))
+    with pytest.raises(InvalidModelError, match="config.json"):
+        LesionInpainter.from_pretrained(copy)
+
+
+def test_noise_of_each_sample_comes_from_its_own_generator(trained, patches):
+    """diffusers' randn_tensor with one generator per sample draws sample k from generator k alone,
+    exactly as torch.randn would (what medsynth drew by hand before); so seeds=[s] and a generator
+    seeded with s give the same sample."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    got = randn_tensor((3, 1, 8, 8), generator=[torch.Generator().manual_seed(s) for s in (3, 4, 5)],
+                       device=torch.device("cpu"))
+    want = torch.stack([torch.randn((1, 8, 8), generator=torch.Generator().manual_seed(s)) for s in (3, 4, 5)])
+    assert torch.equal(got, want)
+    _, model = trained
+    images, masks = patches
+    a = model(images[:1], masks[:1], seeds=[9])
+    b = model(images[:1], masks[:1], generator=torch.Generator().manual_seed(9))
+    assert np.array_equal(a, b)

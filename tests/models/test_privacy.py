@@ -42,6 +42,14 @@ def test_dp_epsilon_equals_opacus_accountant(bank, tmp_path):
     assert "ε, δ" in (tmp_path / "dp" / "README.md").read_text()
     ckpt = torch.load(tmp_path / "dp" / "checkpoints" / "checkpoint.pt", weights_only=False)
     assert len(ckpt["accountant"]["history"]) > 0 and ckpt["dp"]["epsilon"] == pytest.approx(dp["epsilon"])
+    # The returned UNet is the plain module again: no opacus wrapper, hooks or per-sample gradients left.
+    from opacus import GradSampleModule
+
+    assert not isinstance(model.unet, GradSampleModule)
+    for name, m in model.unet.named_modules():
+        assert not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks), name
+        assert not hasattr(m, "autograd_grad_sample_hooks"), name
+    assert all(getattr(p, "grad_sample", None) is None for p in model.unet.parameters())
 
 
 def test_dp_resume_is_exact_and_keeps_counting(bank, tmp_path):
@@ -55,13 +63,34 @@ def test_dp_resume_is_exact_and_keeps_counting(bank, tmp_path):
         assert torch.equal(v, resumed.unet.state_dict()[k]), k
 
 
+@pytest.mark.parametrize(
+    "n_batches, steps, accountant",
+    [(3, 7, "rdp"), (7, 10, "rdp"), (10, 3, "rdp"), (3, 1000, "rdp"), (49, 1001, "rdp"), (3, 7, "prv")],
+)
+def test_noise_multiplier_is_opacus_for_exactly_the_planned_steps(n_batches, steps, accountant):
+    """σ is opacus' get_noise_multiplier for the planned steps at q = 1 / batches: the noise that
+    spends the target ε at the last step, not at a step count rounded from a number of epochs."""
+    from torch.utils.data import TensorDataset
+
+    module = torch.nn.Linear(2, 1)
+    loader = DataLoader(TensorDataset(torch.zeros(n_batches * 2, 2), torch.zeros(n_batches * 2, 1)), batch_size=2)
+    settings = DPSettings.from_any({**DP, "accountant": accountant})
+    with pytest.warns(UserWarning, match="secure_mode"):
+        private = make_private(module, torch.optim.SGD(module.parameters(), lr=0.1), loader, settings, steps)
+    assert private.sample_rate == 1 / n_batches and private.steps == steps
+    assert private.noise_multiplier == get_noise_multiplier(
+        target_epsilon=1.0, target_delta=1e-3, sample_rate=1 / n_batches, steps=steps, accountant=accountant
+    )
+    assert float(private.optimizer.noise_multiplier) == private.noise_multiplier
+
+
 def test_non_poisson_loader_is_refused(bank):
     unet = build_unet(make_config(**{k: TINY[k] for k in ("image_size", "block_out_channels", "norm_num_groups")}))
     unet.train()
     opt = torch.optim.AdamW(unet.parameters())
     weighted = DataLoader(bank, batch_size=4, sampler=WeightedRandomSampler([1.0] * len(bank), len(bank)))
     with pytest.raises(PrivacyError, match="Poisson"):
-        make_private(unet, opt, weighted, DPSettings(), steps=3)
+        make_private(unet, opt, weighted, DPSettings.from_any(True), steps=3)
 
 
 def test_bad_dp_settings():
@@ -82,7 +111,7 @@ def test_default_grad_sample_mode_gives_exact_per_sample_gradients(bank):
         sys.path.insert(0, root)
     from benchmarks.bench_dp import per_sample_grad_error
 
-    worst, wrong = per_sample_grad_error(bank, "full", DPSettings().grad_sample_mode, n=2)
+    worst, wrong = per_sample_grad_error(bank, "full", DPSettings.from_any(True).grad_sample_mode, n=2)
     assert wrong == [] and worst < 1e-3
 
 

@@ -83,11 +83,13 @@ def test_patch_bank_from_dataset_on_disk(tmp_path):
 
 def test_each_process_and_step_draws_its_own_batches():
     """In a multi-GPU run every process must train on different batches (not N copies of one), and
-    the draws of a step depend only on (seed, process, step), so a resumed run repeats them."""
+    the draws of a step depend only on (seed, process, step), so a resumed run repeats them: the
+    rule the loop reseeds its generator with at every step."""
+    from medsynth.models.training import seed_step
     from medsynth.utils import derive_seed
 
     def batch(seed, process, step):
-        g = torch.Generator().manual_seed(derive_seed(seed, process, step))
+        g = seed_step(torch.Generator(), seed, process, step)
         return torch.randint(0, 10_000, (16,), generator=g)
 
     assert torch.equal(batch(0, 0, 5), batch(0, 0, 5))
