@@ -7,7 +7,7 @@ step -- no augmentation, no EMA, no LR schedule, no accelerate, no checkpoints.
 
 Timing method (fair to medsynth: no start-up or data preparation counted): medsynth's loop calls
 its progress bar once per step, right after the optimizer and EMA steps; the benchmark swaps
-``medsynth.models.training._progress`` for a clock that records a timestamp at each call. The
+``medsynth.models.training.progress_bar`` for a clock that records a timestamp at each call. The
 plain loop records a timestamp at the same point. Throughput = batch x steps / time between the
 timestamps of step ``warmup`` and the last step (the first steps pay one-off allocations). The
 training data are handed over as a ready ``PatchBank``, so patch cutting is not timed either.
@@ -56,7 +56,13 @@ class _StepClock:
     def update(self, task: Any, **fields: Any) -> None:
         self.times.append(time.perf_counter())
 
-    def stop(self) -> None:
+    def add_task(self, *args: Any, **fields: Any) -> int:
+        return 0
+
+    def __enter__(self) -> "_StepClock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
         return None
 
 
@@ -72,14 +78,14 @@ def medsynth_step_times(bank: Any, steps: int, mixed_precision: str, batch_size:
     from medsynth.models import training
 
     clock = _StepClock()
-    original = training._progress
-    training._progress = lambda enabled, description, total, start: (clock, 0)
+    original = training.progress_bar
+    training.progress_bar = lambda enabled, *fields, **kwargs: clock
     try:
         with tempfile.TemporaryDirectory(prefix="medsynth-bench-train-") as tmp:
             training.train(bank, Path(tmp) / "model", steps=steps, progress=True, mixed_precision=mixed_precision,
                            batch_size=batch_size, warmup_steps=1)
     finally:
-        training._progress = original
+        training.progress_bar = original
     return clock.times
 
 
