@@ -23,6 +23,7 @@ import numpy as np
 from scipy import stats
 
 from medsynth.errors import InvalidMaskError
+from medsynth.models.patches import crop_at, lesion_crop_centres, lesion_rule_of
 
 
 def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -94,8 +95,13 @@ def lesion_patches(
     out_px: int,
     max_patches: int,
     seed: int,
+    lesion_rule: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Lesion-centred ROI patches cut the way the model was trained (fixed mm size), one per lesion.
+    """Lesion-centred ROI patches cut the way the model was trained, one per lesion.
+
+    The lesions and crop centres are training's (:func:`medsynth.models.patches.lesion_crop_centres`:
+    nearby parts merged, specks dropped, lesions too large for the ROI skipped), without the
+    training's random shift; each patch's mask holds every lesion pixel inside it, as in training.
 
     Args:
         cases: dataset cases with masks (cases without a mask are skipped).
@@ -103,34 +109,33 @@ def lesion_patches(
         out_px: the model's patch side in pixels.
         max_patches: at most this many (a seeded random subset of the lesions).
         seed: for the subset.
+        lesion_rule: ``merge_mm``, ``min_lesion_mm2`` and ``margin_mm`` of the training data
+            (:func:`medsynth.models.patches.lesion_rule_of`); None: the configs/train.yaml defaults.
 
     Returns:
         (patches (n, px, px) float32 in [0, 1], masks (n, px, px) bool, number of lesions skipped
         because they do not fit in the model's ROI).
     """
-    from scipy import ndimage
-
-    from medsynth.models.patches import crop_roi
-
+    rule = lesion_rule_of(lesion_rule)
     patches, masks, skipped = [], [], 0
     for case in cases:
         if case.mask is None:
             continue
-        label_map = case.mask.pixels
-        comps, n = ndimage.label(label_map > 0)
-        if n == 0:
+        mask = np.asarray(case.mask.pixels) > 0
+        case.mask.release()
+        if not mask.any():
             continue
-        image = case.image.unit_pixels()
-        for lab in range(1, n + 1):
-            try:
-                patch, pmask, _ = crop_roi(image, comps == lab, case.image.spacing, roi_mm, out_px)
-            except InvalidMaskError:
-                skipped += 1  # a lesion larger than the model's ROI was not trained on either
+        image = np.asarray(case.image.unit_pixels(), dtype=np.float32)
+        spacing = (float(case.image.spacing[0]), float(case.image.spacing[1]))
+        case.image.release()
+        centres, too_large = lesion_crop_centres(mask, spacing, roi_mm, **rule)
+        skipped += too_large  # a lesion larger than the model's ROI was not trained on either
+        for centre, _ in centres:
+            patch, pmask, _ = crop_at(image, spacing, centre, roi_mm, out_px, mask=mask)
+            if pmask is None or not pmask.any():
                 continue
             patches.append(patch)
             masks.append(pmask)
-        case.image.release()
-        case.mask.release()
     if len(patches) > max_patches:
         keep = np.sort(np.random.default_rng(seed).choice(len(patches), max_patches, replace=False))
         patches = [patches[i] for i in keep]
@@ -138,6 +143,14 @@ def lesion_patches(
     if not patches:
         return np.zeros((0, out_px, out_px), np.float32), np.zeros((0, out_px, out_px), bool), skipped
     return np.clip(np.stack(patches), 0, 1).astype(np.float32), np.stack(masks), skipped
+
+
+def training_lesion_rule(model: Any) -> dict[str, float]:
+    """The lesion rule the model's training data was cut with, as its model card recorded it
+    (``data.lesion_rule``); the configs/train.yaml defaults for a card that does not say."""
+    card = getattr(model, "model_card", None)
+    data = card.get("data") if isinstance(card, dict) else None
+    return lesion_rule_of(data.get("lesion_rule") if isinstance(data, dict) else None)
 
 
 def model_losses(
@@ -192,7 +205,8 @@ def membership_inference(
 
     Args:
         model: anything with ``per_sample_loss(images, masks, timesteps, seed) -> (B,)`` and a
-            ``config`` dict with ``image_size`` and ``spacing_mm`` (a ``LesionInpainter``).
+            ``config`` dict with ``image_size`` and ``spacing_mm`` (a ``LesionInpainter``); its
+            ``model_card`` says how the training lesions were cut (:func:`training_lesion_rule`).
         train_cases, holdout_cases: dataset cases.
         cfg: the ``mia`` section of the audit config.
         on_batch: progress callback (patches scored).
@@ -203,8 +217,9 @@ def membership_inference(
     px = int(model.config["image_size"])
     roi_mm = float(model.config.get("roi_mm") or px * float(model.config["spacing_mm"]))
     seed = int(cfg["seed"])
-    mem, mem_m, sk1 = lesion_patches(train_cases, roi_mm, px, int(cfg["max_samples"]), seed)
-    non, non_m, sk2 = lesion_patches(holdout_cases, roi_mm, px, int(cfg["max_samples"]), seed + 1)
+    rule = training_lesion_rule(model)
+    mem, mem_m, sk1 = lesion_patches(train_cases, roi_mm, px, int(cfg["max_samples"]), seed, rule)
+    non, non_m, sk2 = lesion_patches(holdout_cases, roi_mm, px, int(cfg["max_samples"]), seed + 1, rule)
     if len(mem) < 2 or len(non) < 2:
         raise InvalidMaskError(
             f"membership inference needs >= 2 lesion ROIs in train and holdout; got {len(mem)} and {len(non)}"

@@ -8,7 +8,7 @@ Two sources, chosen with ``--masks``:
   the specks, as CBIS-DDSM outlines them). Sizes are in mm, so a lesion keeps its physical size at
   any pixel spacing.
 * ``real:DATA`` -- lesion masks of a dataset :func:`medsynth.io.datasets.load_dataset` reads
-  (each connected lesion of each label map), varied by a random rotation, scaling and smooth
+  (each lesion of each label map, by training's rule), varied by a random rotation, scaling and smooth
   elastic deformation, all in mm.
 
 A source's ``sample(rng, spacing, max_extent_mm)`` returns a :class:`LesionMask`: a tight boolean
@@ -19,6 +19,7 @@ description for the manifest (never a source path or patient ID).
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -28,6 +29,7 @@ from scipy import ndimage
 
 from medsynth.errors import ConfigError, InvalidDatasetError, InvalidMaskError
 from medsynth.io.writers.base import LABELS
+from medsynth.models.patches import default_lesion_rule, lesion_components
 
 MASS_SHAPES = ("round", "oval", "lobulated", "irregular")
 MASS_MARGINS = ("circumscribed", "ill-defined", "spiculated")
@@ -202,12 +204,14 @@ def _class_of(value: int) -> int:
     return LABELS["calcification"] if int(value) == LABELS["calcification"] else LABELS["mass"]
 
 
-def extract_lesions(cases: Sequence[Any], min_pixels: int = 4) -> list[_SourceLesion]:
-    """Every connected lesion of every label map in ``cases`` as a tight crop (mask pixels released).
+def extract_lesions(cases: Sequence[Any]) -> list[_SourceLesion]:
+    """Every lesion of every label map in ``cases`` as a tight crop (mask pixels released).
 
-    A calcification label forms one lesion per case however many specks it has (its outline is the
-    cluster region); mass labels are split into connected components.
+    Lesions are training's (:func:`medsynth.models.patches.lesion_components` with the
+    configs/train.yaml ``merge_mm`` and ``min_lesion_mm2``), taken per label value; a calcification
+    label forms one lesion per case however many specks it has (its outline is the cluster region).
     """
+    rule = default_lesion_rule()
     found: list[_SourceLesion] = []
     for case in cases:
         if case.mask is None:
@@ -217,17 +221,9 @@ def extract_lesions(cases: Sequence[Any], min_pixels: int = 4) -> list[_SourceLe
         values = [int(v) for v in np.unique(labels) if v > 0]
         for value in values:
             klass = _class_of(value)
-            region = labels == value
-            if klass == LABELS["calcification"]:
-                components = [region]
-            else:
-                lab, n = ndimage.label(region, structure=np.ones((3, 3)))
-                objects = ndimage.find_objects(lab)
-                components = [lab[sl] == k + 1 for k, sl in enumerate(objects)]
-            for comp in components:
-                if comp.sum() < min_pixels:
-                    continue
-                crop = crop_to_content(comp)
+            merge_mm = math.inf if klass == LABELS["calcification"] else rule["merge_mm"]
+            for lesion in lesion_components(labels == value, spacing, merge_mm, rule["min_lesion_mm2"]):
+                crop = lesion.mask
                 digest = hashlib.sha256(np.packbits(crop).tobytes() + str(crop.shape).encode()).hexdigest()
                 found.append(_SourceLesion(crop.copy(), spacing, klass, digest))
         case.mask.release()
