@@ -4,7 +4,7 @@ Two sources, chosen with ``--masks``:
 
 * ``shapes`` -- BI-RADS-like outlines drawn by the phantom lesion renderer
   (:mod:`medsynth.phantoms.lesions`): masses of shape round / oval / lobulated / irregular with
-  margin circumscribed / ill-defined / spiculated, and calcification clusters (the region around
+  margin circumscribed / ill_defined / spiculated, and calcification clusters (the region around
   the specks, as CBIS-DDSM outlines them). Sizes are in mm, so a lesion keeps its physical size at
   any pixel spacing.
 * ``real:DATA`` -- lesion masks of a dataset :func:`medsynth.io.datasets.load_dataset` reads
@@ -28,12 +28,11 @@ import numpy as np
 from scipy import ndimage
 
 from medsynth.errors import ConfigError, InvalidDatasetError, InvalidMaskError
-from medsynth.io.writers.base import LABELS
+from medsynth.io.labels import LABELS, LESION_CLASSES
 from medsynth.models.patches import default_lesion_rule, lesion_components
+from medsynth.phantoms.lesions import MASS_MARGINS, MASS_SHAPES
 
-MASS_SHAPES = ("round", "oval", "lobulated", "irregular")
-MASS_MARGINS = ("circumscribed", "ill-defined", "spiculated")
-CLASSES = ("mass", "calcification")
+CLASSES = LESION_CLASSES
 
 
 @dataclass
@@ -103,7 +102,7 @@ def _parse_choices(values: Sequence[str] | str | None, allowed: Sequence[str], w
         values = [v for v in values.replace(",", " ").split() if v]
     out = []
     for v in values:
-        key = str(v).strip().lower().replace("_", "-")
+        key = str(v).strip().lower().replace("-", "_")  # "ill-defined" is read as "ill_defined"
         if key not in allowed:
             raise ConfigError(f"unknown {what} {v!r}; choose from {', '.join(allowed)}")
         out.append(key)
@@ -166,7 +165,7 @@ class ShapeMaskSource:
             shape = self.shapes[int(rng.integers(len(self.shapes)))]
             margin = self.margins[int(rng.integers(len(self.margins)))]
             spicule = float(rng.uniform(0.6, 1.2)) if margin == "spiculated" else 0.0
-            params = {"type": "mass", "shape": shape, "margin": margin.replace("-", "_"), "size_mm": size,
+            params = {"type": "mass", "shape": shape, "margin": margin, "size_mm": size,
                       "contrast": 0.15, "spicule_factor": spicule, "extent_mm": size / 2.0 * (1.6 + spicule)}
             render = pl.render_mass
             info = {"class": "mass", "shape": shape, "margin": margin}

@@ -72,7 +72,9 @@ def test_bad_shape_options_are_refused():
     with pytest.raises(ConfigError, match="mask source"):
         make_mask_source("circles")
     assert parse_size_mm("3:9") == (3.0, 9.0)
-    assert ShapeMaskSource(margins="ill_defined").margins == ("ill-defined",)
+    # One spelling is written ("ill_defined", CBIS-DDSM's); the hyphenated one is still read.
+    assert ShapeMaskSource(margins="ill_defined").margins == ("ill_defined",)
+    assert ShapeMaskSource(margins="ILL-DEFINED, spiculated").margins == ("ill_defined", "spiculated")
 
 
 def test_rigid_transform_matches_numpy_rotation():
