@@ -113,15 +113,6 @@ class AuditResult:
         return f"AuditResult(verdict={self.verdict!r}, checks={len(self.checks)}, failed={failed})"
 
 
-def resolve_config(config: str | Path | dict[str, Any] | None) -> dict[str, Any]:
-    """The audit settings: the packaged defaults with a YAML file or a dict laid over them.
-
-    Raises:
-        ConfigError: unknown keys or an unreadable file.
-    """
-    return load_config(config, kind="audit")
-
-
 def _check(name: str, value: Any, threshold: Any, passed: bool, **details: Any) -> dict[str, Any]:
     return {"name": name, "value": value, "threshold": threshold, "passed": bool(passed), "details": details}
 
@@ -154,7 +145,7 @@ def audit(
     """
     t0 = time.perf_counter()
     # 1. Check inputs: config, datasets, model.
-    cfg = resolve_config(config)
+    cfg = load_config(config, kind="audit")
     ds = {"train": as_dataset(train, "train"), "synthetic": as_dataset(synthetic, "synthetic"),
           "holdout": as_dataset(holdout, "holdout")}
     # Shared patient IDs are refused before any pixel is read (identical pixels are checked below).
