@@ -51,3 +51,33 @@ def test_perfect_and_inverted_attacks():
 def test_roc_needs_both_classes():
     with pytest.raises(ValueError, match="both classes"):
         roc_curve(np.array([1.0, 2.0]), np.array([1, 1]))
+
+
+def _score_sets():
+    """Scores like the attacks' (negated losses, averaged z-scores), rounded ones with ties, and
+    scores far outside [0, 1] (where torchmetrics would apply a sigmoid that rounds them to ties)."""
+    rng = np.random.default_rng(11)
+    yield -rng.uniform(0.01, 0.2, 40), -rng.uniform(0.02, 0.25, 60)
+    yield rng.normal(0.3, 1, 200), rng.normal(0, 1, 200)
+    yield np.round(rng.normal(0.5, 1, 37), 1), np.round(rng.normal(0, 1, 53), 1)
+    yield rng.normal(1000, 5, 30), rng.normal(998, 5, 30)
+    yield np.array([3.0, 4.0, 5.0]), np.array([0.0, 1.0, 2.0])
+
+
+@pytest.mark.parametrize("pos, neg", list(_score_sets()))
+def test_torchmetrics_roc_matches_the_numpy_roc(pos, neg):
+    import torch
+    from torchmetrics.functional.classification import binary_auroc, binary_roc
+
+    scores, labels = np.r_[pos, neg], np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    fpr_np, tpr_np, _ = roc_curve(scores, labels)
+    ranks = stats.rankdata(scores, method="dense")
+    preds, target = torch.from_numpy(ranks / ranks.max()), torch.from_numpy(labels.astype(np.int64))
+    fpr, tpr, _ = binary_roc(preds, target)
+    fpr = np.round(fpr.double().numpy() * len(neg)) / len(neg)
+    tpr = np.round(tpr.double().numpy() * len(pos)) / len(pos)
+    np.testing.assert_array_equal(fpr, fpr_np)
+    np.testing.assert_array_equal(tpr, tpr_np)
+    assert float(binary_auroc(preds, target)) == pytest.approx(roc_auc(fpr_np, tpr_np), abs=1e-6)
+    for max_fpr in (0.0, 0.01, 0.05, 0.1, 0.5):
+        assert tpr_at_fpr(fpr, tpr, max_fpr) == tpr_at_fpr(fpr_np, tpr_np, max_fpr)
