@@ -16,6 +16,7 @@ from medsynth.auditing.run import _dp_check, _dp_info, audit
 from medsynth.config import load_config
 
 from .conftest import FAST
+from .test_roc import AUC_TOL, brute_force_auc
 
 SIZE = (128, 104)
 # A 160k-parameter UNet on 16 px patches at 1.6 mm/px (25.6 mm ROIs): cheap enough for CPU tests.
@@ -68,6 +69,9 @@ def test_overfit_model_fails_mia_and_undertrained_scores_lower(mia_sets, models)
         # The undertrained model passes the check (not above the AUC limit with significance).
         assert not (under[name].auc > cfg["auc_max"] and under[name].pvalue < cfg["alpha"])
     assert max(a.auc for a in over.values()) > cfg["auc_max"]
+    # On the attacks' real scores, torchmetrics' AUC is the pairwise probability.
+    for a in [*over.values(), *under.values()]:
+        assert a.auc == pytest.approx(brute_force_auc(a.member_scores, a.nonmember_scores), abs=AUC_TOL)
 
 
 def test_audit_with_overfit_model_dir_fails(mia_sets, models, tmp_path):
