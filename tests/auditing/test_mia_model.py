@@ -4,15 +4,15 @@ the member crops are the crops training cut."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from medsynth.auditing.dp import dp_check
 from medsynth.auditing.mia import lesion_patches, membership_inference, training_lesion_rule
-from medsynth.auditing.run import _dp_check, _dp_info, audit
+from medsynth.auditing.run import audit
 from medsynth.config import load_config
 
 from .conftest import FAST
@@ -86,7 +86,7 @@ def test_audit_with_overfit_model_dir_fails(mia_sets, models, tmp_path):
     # The model card says the model was not trained with DP: reported, and a maximum makes it fail.
     dp = next(c for c in res.checks if c["name"] == "dp")
     assert dp["passed"] and res.dp["dp_trained"] is False
-    assert not _dp_check(res.dp, {"epsilon_max": 10.0, "delta_max": None})["passed"]
+    assert not dp_check(res.dp, {"epsilon_max": 10.0, "delta_max": None})["passed"]
 
 
 class LookupModel:
@@ -111,22 +111,6 @@ def test_membership_inference_plumbing_with_a_lookup_model(mia_sets):
     res = membership_inference(LookupModel(members), tr, ho, load_config(None, kind="audit")["mia"])
     for a in res.attacks:
         assert a.auc == 1.0 and a.tpr_at_fpr == 1.0
-
-
-def test_dp_budget_from_manifest_and_model_card(tmp_path):
-    class Syn:
-        root = tmp_path
-
-    (tmp_path / "manifest.json").write_text(json.dumps({"model": {"dp": {"epsilon": 7.5, "delta": 1e-5}}}))
-    dp = _dp_info(None, None, Syn())
-    assert dp["epsilon"] == 7.5 and dp["delta"] == 1e-5 and dp["dp_trained"]
-    assert _dp_check(dp, {"epsilon_max": 8.0, "delta_max": 1e-4})["passed"]
-    assert not _dp_check(dp, {"epsilon_max": 4.0, "delta_max": None})["passed"]
-    assert not _dp_check(dp, {"epsilon_max": None, "delta_max": 1e-6})["passed"]
-    card_dir = tmp_path / "model"
-    card_dir.mkdir()
-    (card_dir / "model_card.json").write_text(json.dumps({"dp": {"epsilon": 3.0, "delta": 1e-6}}))
-    assert _dp_info(None, card_dir, Syn())["epsilon"] == 3.0  # the model card wins over the manifest
 
 
 def _cases_with_hard_lesions(n: int = 3) -> list:
