@@ -3,8 +3,8 @@
 Two kinds of patch go into the bank, both resampled to the model's ``spacing_mm`` so a lesion keeps
 its size in millimetres:
 
-- lesion-centred crops (each connected lesion, a few crops with the centre jittered) with the real
-  lesion mask;
+- lesion-centred crops (each lesion of :func:`~medsynth.models.patches.lesion_components`, a few
+  crops with the centre jittered) with the real lesion mask;
 - healthy-tissue crops (inside the breast, no lesion in the ROI); they get a random lesion-shaped
   mask at every draw, so the model also learns to continue tissue (these carry class label 0).
 
