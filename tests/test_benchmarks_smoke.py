@@ -27,10 +27,16 @@ ROW_KEYS = {"benchmark", "metric", "value", "unit", "note"}
 
 
 @pytest.mark.parametrize("name", MODULES)
-def test_module_exposes_run(name: str) -> None:
+def test_module_exposes_run(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import inspect
+
     mod = importlib.import_module(name)
-    assert callable(mod.run) and callable(mod.main)
+    assert "quick" in inspect.signature(mod.run).parameters
     assert set(mod.SETTINGS) == {"quick", "full"}
+    # main() is the benchmark's command line: it parses arguments and offers --quick.
+    with pytest.raises(SystemExit) as exited:
+        mod.main(["--help"])
+    assert exited.value.code == 0 and "--quick" in capsys.readouterr().out
 
 
 def test_every_benchmark_is_run_by_benchmarks_run() -> None:
@@ -43,7 +49,8 @@ def test_every_benchmark_is_run_by_benchmarks_run() -> None:
             "bench_evaluate"} <= set(names)
     for name in names:
         mod = importlib.import_module(f"benchmarks.{name}")
-        assert "quick" in inspect.signature(mod.run).parameters and callable(mod.main), name
+        assert "quick" in inspect.signature(mod.run).parameters, name
+        assert inspect.isfunction(getattr(mod, "main", None)), name
 
 
 def _tiny_inpainter(conditional: bool):

@@ -12,6 +12,7 @@ The package is named ``auditing``, not ``audit``, so that it never shadows the f
 
 from __future__ import annotations
 
-from medsynth.auditing.run import AuditResult, audit
+from medsynth.auditing.result import AuditResult
+from medsynth.auditing.run import audit
 
 __all__ = ["AuditResult", "audit"]

@@ -9,8 +9,8 @@ Two attacks, both label-free (nothing is fitted on who is a member, so the AUC i
   SecMI and PIA find that members are separated best at small t with deterministic noise.
 
 Each is reported as ROC AUC and TPR at 1% FPR (the standard of the diffusion-MIA literature); the
-ROC is computed here in NumPy (sklearn is not a dependency) and checked against a brute-force
-pairwise AUC in the tests. The check fails when an attack's AUC is above the configured maximum
+ROC and AUC are torchmetrics' ``binary_roc`` / ``binary_auroc``, checked against brute-force
+definitions in the tests. The check fails when an attack's AUC is above the configured maximum
 and significantly above 0.5 (one-sided Mann–Whitney U, which is the same statistic as the AUC).
 """
 
@@ -20,16 +20,20 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
 from scipy import stats
+from torchmetrics.functional.classification import binary_auroc, binary_roc
 
 from medsynth.errors import InvalidMaskError
+from medsynth.models.patches import crop_at, lesion_crop_centres, lesion_rule_of
 
 
-def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC curve of ``scores`` (higher = more likely a member) for binary ``labels`` (1 = member).
+def _roc_inputs(scores: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Scores and labels as torchmetrics takes them, and the numbers of members and non-members.
 
-    Returns:
-        (fpr, tpr, thresholds), starting at (0, 0) with threshold +inf; tied scores form one point.
+    torchmetrics applies a sigmoid to scores outside [0, 1], which rounds large scores to ties (a
+    loss-based score of 40 and one of 41 both become 1.0). A ROC depends only on the order of the
+    scores, so their dense ranks, scaled into (0, 1], are passed instead: same order, same ties.
 
     Raises:
         ValueError: lengths differ or one class is missing.
@@ -41,24 +45,39 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"ROC needs both classes; got {n_pos} member(s) and {n_neg} non-member(s)")
-    order = np.argsort(-scores, kind="mergesort")
-    s, y = scores[order], labels[order]
-    # The last index of each run of equal scores: one ROC point per distinct threshold.
-    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
-    tp = np.cumsum(y)[last]
-    fp = np.cumsum(~y)[last]
-    tpr = np.r_[0.0, tp / n_pos]
-    fpr = np.r_[0.0, fp / n_neg]
-    return fpr, tpr, np.r_[np.inf, s[last]]
+    ranks = stats.rankdata(scores, method="dense")
+    return torch.from_numpy(ranks / ranks.max()), torch.from_numpy(labels.astype(np.int64)), n_pos, n_neg
 
 
-def roc_auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
-    """Area under the ROC curve by the trapezoid rule (ties give the 0.5 credit of a diagonal step)."""
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ROC curve of ``scores`` (higher = more likely a member) for binary ``labels`` (1 = member),
+    by torchmetrics' ``binary_roc``.
+
+    Returns:
+        (fpr, tpr) float64, starting at (0, 0); tied scores form one point.
+
+    Raises:
+        ValueError: lengths differ or one class is missing.
+    """
+    preds, target, n_pos, n_neg = _roc_inputs(scores, labels)
+    fpr, tpr, _ = binary_roc(preds, target)
+    # torchmetrics divides its counts in float32; each point is a count over n, restored exactly here.
+    return np.round(fpr.double().numpy() * n_neg) / n_neg, np.round(tpr.double().numpy() * n_pos) / n_pos
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve, by torchmetrics' ``binary_auroc`` (ties get the 0.5 credit of a
+    diagonal step; float32, so within ~1e-7 of the exact pairwise probability).
+
+    Raises:
+        ValueError: lengths differ or one class is missing.
+    """
+    preds, target, _, _ = _roc_inputs(scores, labels)
+    return float(binary_auroc(preds, target))
 
 
 def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, max_fpr: float) -> float:
-    """The largest TPR among ROC points whose FPR is at most ``max_fpr`` (no interpolation)."""
+    """The largest TPR among the ROC points (:func:`roc_curve`) whose FPR is at most ``max_fpr`` (no interpolation)."""
     ok = fpr <= max_fpr + 1e-12
     return float(tpr[ok].max())
 
@@ -82,9 +101,9 @@ def evaluate_attack(name: str, member: np.ndarray, nonmember: np.ndarray, max_fp
     """ROC AUC, TPR at ``max_fpr`` and the one-sided rank test of one attack's scores."""
     scores = np.r_[member, nonmember]
     labels = np.r_[np.ones(len(member), bool), np.zeros(len(nonmember), bool)]
-    fpr, tpr, _ = roc_curve(scores, labels)
+    fpr, tpr = roc_curve(scores, labels)
     p = float(stats.mannwhitneyu(member, nonmember, alternative="greater").pvalue)
-    return AttackResult(name, roc_auc(fpr, tpr), tpr_at_fpr(fpr, tpr, max_fpr), max_fpr, p, fpr, tpr,
+    return AttackResult(name, roc_auc(scores, labels), tpr_at_fpr(fpr, tpr, max_fpr), max_fpr, p, fpr, tpr,
                         np.asarray(member), np.asarray(nonmember))
 
 
@@ -94,8 +113,13 @@ def lesion_patches(
     out_px: int,
     max_patches: int,
     seed: int,
+    lesion_rule: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Lesion-centred ROI patches cut the way the model was trained (fixed mm size), one per lesion.
+    """Lesion-centred ROI patches cut the way the model was trained, one per lesion.
+
+    The lesions and crop centres are training's (:func:`medsynth.models.patches.lesion_crop_centres`:
+    nearby parts merged, specks dropped, lesions too large for the ROI skipped), without the
+    training's random shift; each patch's mask holds every lesion pixel inside it, as in training.
 
     Args:
         cases: dataset cases with masks (cases without a mask are skipped).
@@ -103,34 +127,33 @@ def lesion_patches(
         out_px: the model's patch side in pixels.
         max_patches: at most this many (a seeded random subset of the lesions).
         seed: for the subset.
+        lesion_rule: ``merge_mm``, ``min_lesion_mm2`` and ``margin_mm`` of the training data
+            (:func:`medsynth.models.patches.lesion_rule_of`); None: the configs/train.yaml defaults.
 
     Returns:
         (patches (n, px, px) float32 in [0, 1], masks (n, px, px) bool, number of lesions skipped
         because they do not fit in the model's ROI).
     """
-    from scipy import ndimage
-
-    from medsynth.models.patches import crop_roi
-
+    rule = lesion_rule_of(lesion_rule)
     patches, masks, skipped = [], [], 0
     for case in cases:
         if case.mask is None:
             continue
-        label_map = case.mask.pixels
-        comps, n = ndimage.label(label_map > 0)
-        if n == 0:
+        mask = np.asarray(case.mask.pixels) > 0
+        case.mask.release()
+        if not mask.any():
             continue
-        image = case.image.unit_pixels()
-        for lab in range(1, n + 1):
-            try:
-                patch, pmask, _ = crop_roi(image, comps == lab, case.image.spacing, roi_mm, out_px)
-            except InvalidMaskError:
-                skipped += 1  # a lesion larger than the model's ROI was not trained on either
+        image = np.asarray(case.image.unit_pixels(), dtype=np.float32)
+        spacing = (float(case.image.spacing[0]), float(case.image.spacing[1]))
+        case.image.release()
+        centres, too_large = lesion_crop_centres(mask, spacing, roi_mm, **rule)
+        skipped += too_large  # a lesion larger than the model's ROI was not trained on either
+        for centre, _ in centres:
+            patch, pmask, _ = crop_at(image, spacing, centre, roi_mm, out_px, mask=mask)
+            if pmask is None or not pmask.any():
                 continue
             patches.append(patch)
             masks.append(pmask)
-        case.image.release()
-        case.mask.release()
     if len(patches) > max_patches:
         keep = np.sort(np.random.default_rng(seed).choice(len(patches), max_patches, replace=False))
         patches = [patches[i] for i in keep]
@@ -138,6 +161,14 @@ def lesion_patches(
     if not patches:
         return np.zeros((0, out_px, out_px), np.float32), np.zeros((0, out_px, out_px), bool), skipped
     return np.clip(np.stack(patches), 0, 1).astype(np.float32), np.stack(masks), skipped
+
+
+def training_lesion_rule(model: Any) -> dict[str, float]:
+    """The lesion rule the model's training data was cut with, as its model card recorded it
+    (``data.lesion_rule``); the configs/train.yaml defaults for a card that does not say."""
+    card = getattr(model, "model_card", None)
+    data = card.get("data") if isinstance(card, dict) else None
+    return lesion_rule_of(data.get("lesion_rule") if isinstance(data, dict) else None)
 
 
 def model_losses(
@@ -151,8 +182,6 @@ def model_losses(
 ) -> np.ndarray:
     """Per-sample losses, shape (n, len(timesteps), len(seeds)): the same noise for every sample
     (seeded per timestep and draw, not per sample) so differences come from the sample alone."""
-    import torch
-
     n = len(patches)
     out = np.empty((n, len(timesteps), len(seeds)), dtype=np.float64)
     with torch.no_grad():
@@ -192,7 +221,8 @@ def membership_inference(
 
     Args:
         model: anything with ``per_sample_loss(images, masks, timesteps, seed) -> (B,)`` and a
-            ``config`` dict with ``image_size`` and ``spacing_mm`` (a ``LesionInpainter``).
+            ``config`` dict with ``image_size`` and ``spacing_mm`` (a ``LesionInpainter``); its
+            ``model_card`` says how the training lesions were cut (:func:`training_lesion_rule`).
         train_cases, holdout_cases: dataset cases.
         cfg: the ``mia`` section of the audit config.
         on_batch: progress callback (patches scored).
@@ -203,8 +233,9 @@ def membership_inference(
     px = int(model.config["image_size"])
     roi_mm = float(model.config.get("roi_mm") or px * float(model.config["spacing_mm"]))
     seed = int(cfg["seed"])
-    mem, mem_m, sk1 = lesion_patches(train_cases, roi_mm, px, int(cfg["max_samples"]), seed)
-    non, non_m, sk2 = lesion_patches(holdout_cases, roi_mm, px, int(cfg["max_samples"]), seed + 1)
+    rule = training_lesion_rule(model)
+    mem, mem_m, sk1 = lesion_patches(train_cases, roi_mm, px, int(cfg["max_samples"]), seed, rule)
+    non, non_m, sk2 = lesion_patches(holdout_cases, roi_mm, px, int(cfg["max_samples"]), seed + 1, rule)
     if len(mem) < 2 or len(non) < 2:
         raise InvalidMaskError(
             f"membership inference needs >= 2 lesion ROIs in train and holdout; got {len(mem)} and {len(non)}"

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy import ndimage
 from skimage.transform import resize
 
 from medsynth.errors import InvalidDatasetError, InvalidMaskError
+from medsynth.models.patches import lesion_components
 
 
 @dataclass
@@ -83,26 +83,16 @@ def lesion_boxes(
 ) -> list[tuple[int, int, int, int]]:
     """Square boxes (r0, c0, r1, c1) around each lesion of a label map, largest lesion first.
 
-    Components closer than ``merge_px`` are merged (a calcification cluster is one ROI). Each box is
+    Lesions are :func:`medsynth.models.patches.lesion_components` with a merge distance of ``merge_px``
+    pixels (a calcification cluster is one ROI) and no minimum area. Each box is
     ``context`` times the lesion's larger extent, at least ``min_side``, centred on the lesion; it
     may reach past the image border (that part is zero-padded when cropped).
     """
-    binary = mask > 0
-    if not binary.any():
-        return []
-    grown = ndimage.binary_dilation(binary, iterations=merge_px) if merge_px > 0 else binary
-    labels, n = ndimage.label(grown)
-    objects = ndimage.find_objects(labels)
-    sizes = ndimage.sum(binary, labels, index=np.arange(1, n + 1))
+    # The one lesion rule, measured in pixels (unit spacing): no speck is dropped.
+    lesions = lesion_components(mask, (1.0, 1.0), merge_mm=float(merge_px), min_lesion_mm2=0.0)
     boxes = []
-    for lab in np.argsort(-np.asarray(sizes))[:max_rois]:
-        sl = objects[lab]
-        # Bounding box of the original (not dilated) lesion pixels inside this merged component.
-        rr, cc = np.nonzero(binary[sl] & (labels[sl] == lab + 1))
-        if rr.size == 0:
-            continue
-        r_lo, r_hi = sl[0].start + rr.min(), sl[0].start + rr.max() + 1
-        c_lo, c_hi = sl[1].start + cc.min(), sl[1].start + cc.max() + 1
+    for k in np.argsort(-np.asarray([les.area_mm2 for les in lesions]))[:max_rois]:
+        r_lo, c_lo, r_hi, c_hi = lesions[k].box
         side = max(min_side, int(round(context * max(r_hi - r_lo, c_hi - c_lo))))
         rc, cc_ = (r_lo + r_hi) / 2.0, (c_lo + c_hi) / 2.0
         r0, c0 = int(round(rc - side / 2.0)), int(round(cc_ - side / 2.0))

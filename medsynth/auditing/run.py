@@ -7,123 +7,37 @@ Runs every check of the privacy audit in order and returns an :class:`AuditResul
 2. memorization / copies on whole images and lesion ROIs (:mod:`medsynth.auditing.memorization`),
 3. holdout baseline (:mod:`medsynth.auditing.baseline`),
 4. membership inference against the model, when one is given (:mod:`medsynth.auditing.mia`),
-5. differential privacy budget from the model card or the synthetic set's manifest,
+5. differential privacy budget from the model card or the synthetic set's manifest
+   (:mod:`medsynth.auditing.dp`),
 6. PHI in the synthetic files (:mod:`medsynth.auditing.phi`).
 
-The result writes itself as JSON (``to_json``) and as a one-file HTML report (``save_html``), and
-renders itself in Jupyter.
+The result (:mod:`medsynth.auditing.result`) writes itself as JSON (``to_json``) and as a one-file
+HTML report (``save_html``), and renders itself in Jupyter.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from medsynth.auditing.baseline import holdout_baseline
+from medsynth.auditing.dp import dp_budget, dp_check
 from medsynth.auditing.memorization import ScopeResult, make_embedder, nearest_training
 from medsynth.auditing.patients import check_disjoint, check_patient_ids
 from medsynth.auditing.phi import check_phi
 from medsynth.auditing.prepare import PreparedSet, as_dataset, prepare
+from medsynth.auditing.result import AuditResult, check_record
 from medsynth.config import load_config
 from medsynth.errors import ConfigError, InvalidModelError
-from medsynth.io.writers.atomic import atomic_write_text
-from medsynth.utils import jsonable, progress_bar
+from medsynth.utils import progress_bar
 
 OCR_NOTE = (
     "Text burned into the pixels is not read (no OCR is done); BurnedInAnnotation is checked, "
     "but an image with unflagged burned-in text would pass. OCR of pixel text is a later step."
 )
-
-
-@dataclass
-class AuditResult:
-    """What the audit found.
-
-    Attributes:
-        verdict: "pass" when every check passed, else "fail".
-        checks: one dict per check: name, value, threshold, passed, details.
-        memorization: per-scope summaries and ``flagged``: one object per flagged synthetic sample
-            (``synthetic`` and ``nearest_train`` as paths relative to their dataset roots, scores).
-        baseline, mia, dp, phi: the evidence of each check (JSON-ready).
-        inputs: dataset roots and sizes; config: the settings used; notes: what was skipped and why.
-    """
-
-    verdict: str
-    checks: list[dict[str, Any]]
-    memorization: dict[str, Any]
-    baseline: dict[str, Any]
-    mia: dict[str, Any] | None
-    dp: dict[str, Any]
-    phi: dict[str, Any]
-    inputs: dict[str, Any]
-    config: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    plots: dict[str, Any] = field(default_factory=dict, repr=False)  # arrays for the figures, not JSON
-
-    @property
-    def passed(self) -> bool:
-        return self.verdict == "pass"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document: verdict and checks first."""
-        return jsonable(
-            {
-                "verdict": self.verdict,
-                "checks": self.checks,
-                "memorization": self.memorization,
-                "baseline": self.baseline,
-                "mia": self.mia,
-                "dp": self.dp,
-                "phi": self.phi,
-                "inputs": self.inputs,
-                "notes": self.notes,
-                "seconds": round(self.seconds, 2),
-                "config": self.config,
-            }
-        )
-
-    def to_json(self, path: str | Path) -> Path:
-        """Write the JSON report atomically; returns the path."""
-        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
-        return atomic_write_text(Path(path), text)
-
-    def to_html(self) -> str:
-        """The one-file HTML report (figures inlined as base64 PNG)."""
-        from medsynth.auditing.report import render_html
-
-        return render_html(self)
-
-    def save_html(self, path: str | Path) -> Path:
-        """Write the HTML report atomically; returns the path."""
-        return atomic_write_text(Path(path), self.to_html())
-
-    def _repr_html_(self) -> str:
-        from medsynth.auditing.report import render_html
-
-        return render_html(self, standalone=False)
-
-    def __repr__(self) -> str:
-        failed = [c["name"] for c in self.checks if not c["passed"]]
-        return f"AuditResult(verdict={self.verdict!r}, checks={len(self.checks)}, failed={failed})"
-
-
-def resolve_config(config: str | Path | dict[str, Any] | None) -> dict[str, Any]:
-    """The audit settings: the packaged defaults with a YAML file or a dict laid over them.
-
-    Raises:
-        ConfigError: unknown keys or an unreadable file.
-    """
-    return load_config(config, kind="audit")
-
-
-def _check(name: str, value: Any, threshold: Any, passed: bool, **details: Any) -> dict[str, Any]:
-    return {"name": name, "value": value, "threshold": threshold, "passed": bool(passed), "details": details}
 
 
 def audit(
@@ -154,7 +68,7 @@ def audit(
     """
     t0 = time.perf_counter()
     # 1. Check inputs: config, datasets, model.
-    cfg = resolve_config(config)
+    cfg = load_config(config, kind="audit")
     ds = {"train": as_dataset(train, "train"), "synthetic": as_dataset(synthetic, "synthetic"),
           "holdout": as_dataset(holdout, "holdout")}
     # Shared patient IDs are refused before any pixel is read (identical pixels are checked below).
@@ -174,8 +88,8 @@ def audit(
 
         # 3. Patient overlap: refuse, the baseline would be meaningless.
         check_disjoint(tr, ho)
-        checks.append(_check("patient_overlap", 0, 0, True,
-                             note="train and holdout share no patient ID and no identical image"))
+        checks.append(check_record("patient_overlap", 0, 0, True,
+                                   note="train and holdout share no patient ID and no identical image"))
 
         # 4. Memorization on each scope.
         mcfg = cfg["memorization"]
@@ -201,9 +115,10 @@ def audit(
         memo = _memorization_summary(scopes, tr, sy, mcfg)
         plots["pairs"] = _closest_pairs(scopes, tr, sy, int(mcfg["report_pairs"]))
         n_flag = len(memo["flagged"])
-        checks.append(_check("memorization", n_flag, int(mcfg["max_flagged"]), n_flag <= int(mcfg["max_flagged"]),
-                             n_synthetic=len(sy), thresholds=mcfg["thresholds"],
-                             scopes={k: v["n_flagged"] for k, v in memo["scopes"].items()}))
+        checks.append(check_record("memorization", n_flag, int(mcfg["max_flagged"]),
+                                   n_flag <= int(mcfg["max_flagged"]), n_synthetic=len(sy),
+                                   thresholds=mcfg["thresholds"],
+                                   scopes={k: v["n_flagged"] for k, v in memo["scopes"].items()}))
 
         # 5. Holdout baseline on each scope.
         bcfg = cfg["baseline"]
@@ -230,7 +145,7 @@ def audit(
             }
             dcr_fail = b.dcr_share > float(bcfg["dcr_share_max"]) and b.dcr_pvalue < float(bcfg["dcr_alpha"])
             checks.append(
-                _check(
+                check_record(
                     f"baseline_dcr_{scope}",
                     b.dcr_share,
                     float(bcfg["dcr_share_max"]),
@@ -240,10 +155,11 @@ def audit(
                     note="share of synthetic samples closer to train than to holdout; ~0.5 for fresh data",
                 )
             )
-            checks.append(_check(f"baseline_mannwhitney_{scope}", b.mw_pvalue, float(bcfg["mannwhitney_alpha"]),
-                                 b.mw_pvalue >= float(bcfg["mannwhitney_alpha"]),
-                                 p_synthetic_closer_than_holdout=b.auc_closer,
-                                 note="one-sided: synthetic->train distances smaller than holdout->train"))
+            checks.append(check_record(f"baseline_mannwhitney_{scope}", b.mw_pvalue,
+                                       float(bcfg["mannwhitney_alpha"]),
+                                       b.mw_pvalue >= float(bcfg["mannwhitney_alpha"]),
+                                       p_synthetic_closer_than_holdout=b.auc_closer,
+                                       note="one-sided: synthetic->train distances smaller than holdout->train"))
 
         # 6. Membership inference against the model.
         mia_out = None
@@ -261,15 +177,15 @@ def audit(
                                               "pvalue": a.pvalue}
                 plots[f"roc_{a.name}"] = (a.fpr, a.tpr, a.auc)
                 fail = a.auc > float(icfg["auc_max"]) and a.pvalue < float(icfg["alpha"])
-                checks.append(_check(f"mia_{a.name}", a.auc, float(icfg["auc_max"]), not fail,
-                                     tpr_at_fpr=a.tpr_at_fpr, max_fpr=a.max_fpr, pvalue=a.pvalue,
-                                     n_members=res.n_members, n_nonmembers=res.n_nonmembers))
+                checks.append(check_record(f"mia_{a.name}", a.auc, float(icfg["auc_max"]), not fail,
+                                           tpr_at_fpr=a.tpr_at_fpr, max_fpr=a.max_fpr, pvalue=a.pvalue,
+                                           n_members=res.n_members, n_nonmembers=res.n_nonmembers))
         else:
             notes.append("membership inference skipped: no --model given")
 
         # 7. Differential privacy budget.
-        dp = _dp_info(model_obj, model_dir, ds["synthetic"])
-        checks.append(_dp_check(dp, cfg["dp"]))
+        dp = dp_budget(model_obj, model_dir, ds["synthetic"])
+        checks.append(dp_check(dp, cfg["dp"]))
 
         # 8. PHI in the synthetic files.
         task = bar.add_task("PHI in synthetic files", total=None)
@@ -286,8 +202,8 @@ def audit(
         phi_out = {"n_dicom": phi.n_dicom, "n_files": phi.n_files, "counts": phi.counts,
                    "findings": [f.to_dict() for f in phi.findings[:500]], "n_findings": len(phi.findings),
                    "identifiers_not_searched": phi.skipped_identifiers, "ocr": False, "ocr_note": OCR_NOTE}
-        checks.append(_check("phi", len(phi.findings), 0, not phi.findings, n_dicom=phi.n_dicom,
-                             counts=phi.counts, ocr=False))
+        checks.append(check_record("phi", len(phi.findings), 0, not phi.findings, n_dicom=phi.n_dicom,
+                                   counts=phi.counts, ocr=False))
 
     verdict = "pass" if all(c["passed"] for c in checks) else "fail"
     return AuditResult(
@@ -332,64 +248,6 @@ def _load_model(model: Any) -> tuple[Any, Path | None]:
     if not hasattr(model, "per_sample_loss"):
         raise InvalidModelError(f"the model ({type(model).__name__}) has no per_sample_loss method")
     return model, None
-
-
-def _dp_info(model: Any, model_dir: Path | None, synthetic_ds: Any) -> dict[str, Any]:
-    """ε/δ as recorded by the model card (preferred) or by the synthetic set's manifest."""
-    card: dict[str, Any] | None = None
-    source = None
-    if model_dir is not None and (model_dir / "model_card.json").is_file():
-        path = model_dir / "model_card.json"
-        try:
-            card = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise InvalidModelError(f"model_card.json is not valid JSON ({e})", path) from e
-        source = str(path)
-    elif model is not None and isinstance(getattr(model, "model_card", None), dict):
-        card, source = model.model_card, "model.model_card"
-    if card is not None and "dp" in card:
-        return _dp_fields(card.get("dp"), source)
-    root = Path(getattr(synthetic_ds, "root", "."))
-    manifest = (root if root.is_dir() else root.parent) / "manifest.json"
-    if manifest.is_file():
-        try:
-            man = json.loads(manifest.read_text())
-        except json.JSONDecodeError as e:
-            from medsynth.errors import InvalidDatasetError
-
-            raise InvalidDatasetError(f"manifest.json is not valid JSON ({e})", manifest) from e
-        if isinstance(man, dict):
-            if "dp" in man:
-                return _dp_fields(man.get("dp"), str(manifest))
-            if isinstance(man.get("model"), dict) and "dp" in man["model"]:
-                return _dp_fields(man["model"].get("dp"), str(manifest))
-    return {"recorded": False, "source": None, "epsilon": None, "delta": None}
-
-
-def _dp_fields(dp: Any, source: str | None) -> dict[str, Any]:
-    if not dp:
-        return {"recorded": True, "dp_trained": False, "source": source, "epsilon": None, "delta": None}
-    return {"recorded": True, "dp_trained": True, "source": source,
-            "epsilon": float(dp["epsilon"]) if dp.get("epsilon") is not None else None,
-            "delta": float(dp["delta"]) if dp.get("delta") is not None else None,
-            **{k: dp[k] for k in ("max_grad_norm", "noise_multiplier", "accountant") if k in dp}}
-
-
-def _dp_check(dp: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
-    eps_max, delta_max = cfg.get("epsilon_max"), cfg.get("delta_max")
-    eps, delta = dp.get("epsilon"), dp.get("delta")
-    passed, why = True, "reported only (no maximum configured)"
-    if eps_max is not None:
-        if eps is None:
-            passed, why = False, "no differential-privacy guarantee recorded (epsilon = infinity)"
-        elif eps > float(eps_max):
-            passed, why = False, f"epsilon {eps:g} above the maximum {float(eps_max):g}"
-        else:
-            why = "epsilon within the maximum"
-    if delta_max is not None and passed:
-        if delta is None or delta > float(delta_max):
-            passed, why = False, f"delta {delta} above the maximum {float(delta_max):g}"
-    return _check("dp", eps, eps_max, passed, delta=delta, delta_max=delta_max, source=dp.get("source"), note=why)
 
 
 def _memorization_summary(scopes: dict[str, ScopeResult], tr: PreparedSet, sy: PreparedSet,

@@ -4,11 +4,11 @@ Two sources, chosen with ``--masks``:
 
 * ``shapes`` -- BI-RADS-like outlines drawn by the phantom lesion renderer
   (:mod:`medsynth.phantoms.lesions`): masses of shape round / oval / lobulated / irregular with
-  margin circumscribed / ill-defined / spiculated, and calcification clusters (the region around
+  margin circumscribed / ill_defined / spiculated, and calcification clusters (the region around
   the specks, as CBIS-DDSM outlines them). Sizes are in mm, so a lesion keeps its physical size at
   any pixel spacing.
 * ``real:DATA`` -- lesion masks of a dataset :func:`medsynth.io.datasets.load_dataset` reads
-  (each connected lesion of each label map), varied by a random rotation, scaling and smooth
+  (each lesion of each label map, by training's rule), varied by a random rotation, scaling and smooth
   elastic deformation, all in mm.
 
 A source's ``sample(rng, spacing, max_extent_mm)`` returns a :class:`LesionMask`: a tight boolean
@@ -19,6 +19,7 @@ description for the manifest (never a source path or patient ID).
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -27,11 +28,11 @@ import numpy as np
 from scipy import ndimage
 
 from medsynth.errors import ConfigError, InvalidDatasetError, InvalidMaskError
-from medsynth.io.writers.base import LABELS
+from medsynth.io.labels import LABELS, LESION_CLASSES
+from medsynth.models.patches import default_lesion_rule, lesion_components
+from medsynth.phantoms.lesions import MASS_MARGINS, MASS_SHAPES
 
-MASS_SHAPES = ("round", "oval", "lobulated", "irregular")
-MASS_MARGINS = ("circumscribed", "ill-defined", "spiculated")
-CLASSES = ("mass", "calcification")
+CLASSES = LESION_CLASSES
 
 
 @dataclass
@@ -101,7 +102,7 @@ def _parse_choices(values: Sequence[str] | str | None, allowed: Sequence[str], w
         values = [v for v in values.replace(",", " ").split() if v]
     out = []
     for v in values:
-        key = str(v).strip().lower().replace("_", "-")
+        key = str(v).strip().lower().replace("-", "_")  # "ill-defined" is read as "ill_defined"
         if key not in allowed:
             raise ConfigError(f"unknown {what} {v!r}; choose from {', '.join(allowed)}")
         out.append(key)
@@ -164,7 +165,7 @@ class ShapeMaskSource:
             shape = self.shapes[int(rng.integers(len(self.shapes)))]
             margin = self.margins[int(rng.integers(len(self.margins)))]
             spicule = float(rng.uniform(0.6, 1.2)) if margin == "spiculated" else 0.0
-            params = {"type": "mass", "shape": shape, "margin": margin.replace("-", "_"), "size_mm": size,
+            params = {"type": "mass", "shape": shape, "margin": margin, "size_mm": size,
                       "contrast": 0.15, "spicule_factor": spicule, "extent_mm": size / 2.0 * (1.6 + spicule)}
             render = pl.render_mass
             info = {"class": "mass", "shape": shape, "margin": margin}
@@ -202,12 +203,14 @@ def _class_of(value: int) -> int:
     return LABELS["calcification"] if int(value) == LABELS["calcification"] else LABELS["mass"]
 
 
-def extract_lesions(cases: Sequence[Any], min_pixels: int = 4) -> list[_SourceLesion]:
-    """Every connected lesion of every label map in ``cases`` as a tight crop (mask pixels released).
+def extract_lesions(cases: Sequence[Any]) -> list[_SourceLesion]:
+    """Every lesion of every label map in ``cases`` as a tight crop (mask pixels released).
 
-    A calcification label forms one lesion per case however many specks it has (its outline is the
-    cluster region); mass labels are split into connected components.
+    Lesions are training's (:func:`medsynth.models.patches.lesion_components` with the
+    configs/train.yaml ``merge_mm`` and ``min_lesion_mm2``), taken per label value; a calcification
+    label forms one lesion per case however many specks it has (its outline is the cluster region).
     """
+    rule = default_lesion_rule()
     found: list[_SourceLesion] = []
     for case in cases:
         if case.mask is None:
@@ -217,17 +220,9 @@ def extract_lesions(cases: Sequence[Any], min_pixels: int = 4) -> list[_SourceLe
         values = [int(v) for v in np.unique(labels) if v > 0]
         for value in values:
             klass = _class_of(value)
-            region = labels == value
-            if klass == LABELS["calcification"]:
-                components = [region]
-            else:
-                lab, n = ndimage.label(region, structure=np.ones((3, 3)))
-                objects = ndimage.find_objects(lab)
-                components = [lab[sl] == k + 1 for k, sl in enumerate(objects)]
-            for comp in components:
-                if comp.sum() < min_pixels:
-                    continue
-                crop = crop_to_content(comp)
+            merge_mm = math.inf if klass == LABELS["calcification"] else rule["merge_mm"]
+            for lesion in lesion_components(labels == value, spacing, merge_mm, rule["min_lesion_mm2"]):
+                crop = lesion.mask
                 digest = hashlib.sha256(np.packbits(crop).tobytes() + str(crop.shape).encode()).hexdigest()
                 found.append(_SourceLesion(crop.copy(), spacing, klass, digest))
         case.mask.release()

@@ -42,6 +42,7 @@ from typing import Any, overload
 import numpy as np
 
 from medsynth.errors import InvalidDatasetError, InvalidImageError, InvalidMaskError, UnknownLayoutError
+from medsynth.io.labels import LABELS, LESION_CLASSES
 from medsynth.io.readers import load_scan
 from medsynth.io.scan import Case, Scan
 
@@ -51,7 +52,7 @@ __all__ = ["Dataset", "LAYOUTS", "detect_layout", "load_dataset", "resolve_insid
 
 LAYOUTS = ("cbis-ddsm", "folder", "nnunet", "monai")
 FOLDER_SUFFIXES = (".dcm", ".nii.gz", ".nii", ".png", ".tif", ".tiff")
-CBIS_LABELS = {"mass": 1, "calcification": 2}
+CBIS_LABELS = {kind: LABELS[kind] for kind in LESION_CLASSES}  # CBIS-DDSM's abnormality types
 # How to recognise each layout, for the UnknownLayoutError message.
 _LOOKED_FOR = (
     "cbis-ddsm: *case_description*.csv at the root",

@@ -6,7 +6,7 @@ in [0, 1]. Every metric works on the same preprocessed form:
 
 - whole images: ``Scan.unit_pixels()`` padded to a square (with the image's own background level,
   so the breast keeps its shape) and downsampled with anti-aliasing to ``image_px`` (128 by default);
-- lesion ROIs: one square crop per connected lesion component at a fixed physical size
+- lesion ROIs: one square crop per lesion (training's rule) at a fixed physical size
   (``roi_mm``, 32 mm by default), resampled to ``roi_px`` (64) with
   :func:`medsynth.models.patches.crop_roi`, so a lesion keeps its size in millimetres whatever the
   source resolution.
@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 from skimage.transform import resize
 
 from medsynth.errors import InvalidDatasetError, InvalidImageError, InvalidMaskError
+from medsynth.models.patches import crop_roi, default_lesion_rule, lesion_components
 
 
 @dataclass
@@ -114,37 +114,21 @@ def lesion_rois(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """One lesion-centred crop per lesion of ``label_map``.
 
-    Connected components whose centres lie within ``roi_mm / 2`` of each other are one lesion
-    (a calcification cluster is many specks but one finding). A lesion larger than the ROI gets a
-    larger crop (resampled to the same ``roi_px``), so no lesion is dropped; the crop is
-    :func:`medsynth.models.patches.crop_roi`'s.
+    The lesions are training's (:func:`medsynth.models.patches.lesion_components` with the
+    configs/train.yaml ``merge_mm`` and ``min_lesion_mm2``), so real and synthetic ROIs hold what the
+    model learns as a lesion. A lesion larger than the ROI gets a larger crop (resampled to the same
+    ``roi_px``), so no lesion is dropped; the crop is :func:`medsynth.models.patches.crop_roi`'s.
 
     Returns:
         A list of (patch float32 (roi_px, roi_px), patch_mask bool (roi_px, roi_px)).
     """
-    from scipy.cluster.hierarchy import fcluster, linkage
-
-    from medsynth.models.patches import crop_roi
-
     if label_map.shape != image.shape:
         raise InvalidMaskError(f"mask shape {label_map.shape} differs from image shape {image.shape}")
-    components, n = ndimage.label(label_map > 0)
-    if n == 0:
-        return []
-    centres = np.asarray(ndimage.center_of_mass(np.ones_like(components), components, range(1, n + 1)))
-    centres_mm = centres * np.asarray(spacing, dtype=np.float64)[None, :]
-    groups = (
-        fcluster(linkage(centres_mm, method="single"), t=roi_mm / 2.0, criterion="distance")
-        if n > 1
-        else np.ones(1, int)
-    )
+    rule = default_lesion_rule()
     out = []
-    for g in np.unique(groups):
-        member = np.isin(components, np.flatnonzero(groups == g) + 1)
-        rows, cols = np.nonzero(member)
-        extent = max((rows.max() - rows.min() + 1) * spacing[0], (cols.max() - cols.min() + 1) * spacing[1])
-        size_mm = max(roi_mm, extent + 2 * margin_mm + 1e-3)
-        patch, pmask, _ = crop_roi(image, member, spacing, size_mm, roi_px, margin_mm=margin_mm)
+    for lesion in lesion_components(label_map, spacing, rule["merge_mm"], rule["min_lesion_mm2"]):
+        size_mm = max(roi_mm, lesion.extent_mm(spacing) + 2 * margin_mm + 1e-3)
+        patch, pmask, _ = crop_roi(image, lesion.full_mask(), spacing, size_mm, roi_px, margin_mm=margin_mm)
         out.append((np.clip(patch, 0.0, 1.0).astype(np.float32), pmask))
     return out
 
@@ -221,9 +205,9 @@ def load_image_set(
                         f"mask shape {label.shape} differs from image shape {px.shape}", case.mask.path
                     )
                 if (label > 0).any():
-                    any_mask = True
                     spacing = tuple(float(s) for s in scan.spacing)
                     for patch, pmask in lesion_rois(px, label, spacing, roi_mm, roi_px):  # type: ignore[arg-type]
+                        any_mask = True  # a mask of specks only gives no ROI
                         rois.append(patch)
                         roi_masks.append(pmask)
                         roi_idx.append(i)

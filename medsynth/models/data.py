@@ -3,8 +3,8 @@
 Two kinds of patch go into the bank, both resampled to the model's ``spacing_mm`` so a lesion keeps
 its size in millimetres:
 
-- lesion-centred crops (each connected lesion, a few crops with the centre jittered) with the real
-  lesion mask;
+- lesion-centred crops (each lesion of :func:`~medsynth.models.patches.lesion_components`, a few
+  crops with the centre jittered) with the real lesion mask;
 - healthy-tissue crops (inside the breast, no lesion in the ROI); they get a random lesion-shaped
   mask at every draw, so the model also learns to continue tissue (these carry class label 0).
 
@@ -23,11 +23,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from medsynth.config import load_config
 from medsynth.errors import InvalidDatasetError
-from medsynth.models.patches import crop_at
+from medsynth.models.patches import crop_at, lesion_crop_centres, lesion_rule_of
 
 
 @dataclass
@@ -185,21 +184,9 @@ def build_patch_bank(
         ids.append(case_id)
         lesion_any = mask is not None and bool(np.any(mask))
         if lesion_any:
-            # One lesion = the parts of the mask within merge_mm of each other (a spiculated mass
-            # is one lesion, not one per spicule); specks below min_lesion_mm2 are no lesion.
-            radius = max(1, int(round(float(cfg["merge_mm"]) / min(sr, sc))))
-            grouped = ndimage.binary_dilation(mask, iterations=radius) if radius else mask
-            labels, n = ndimage.label(grouped)
-            areas = ndimage.sum(mask, labels, range(1, n + 1)) * sr * sc
-            for sl_idx, sl in enumerate(ndimage.find_objects(labels)):
-                if sl is None or areas[sl_idx] < float(cfg["min_lesion_mm2"]):
-                    continue
-                extent = max((sl[0].stop - sl[0].start) * sr, (sl[1].stop - sl[1].start) * sc)
-                room = (roi_mm - extent) / 2 - cfg["margin_mm"]
-                if room < 0:
-                    skipped_large += 1
-                    continue
-                cy, cx = (sl[0].start + sl[0].stop - 1) / 2, (sl[1].start + sl[1].stop - 1) / 2
+            centres, too_large = lesion_crop_centres(mask, (sr, sc), roi_mm, **lesion_rule_of(cfg))
+            skipped_large += too_large
+            for (cy, cx), room in centres:
                 jit = min(room, float(cfg["jitter_mm"]))
                 for _ in range(int(cfg["lesion_crops_per_lesion"])):
                     dy, dx = rng.uniform(-jit, jit, size=2)
@@ -252,6 +239,7 @@ def build_patch_bank(
         n_lesion_crops=int((~healthy_t).sum()),
         n_healthy_crops=int(healthy_t.sum()),
         n_lesions_too_large=skipped_large,
+        lesion_rule=lesion_rule_of(cfg),  # read back by the membership-inference audit to cut the same crops
         image_size=image_size,
         spacing_mm=spacing_mm,
         fingerprint=h.hexdigest(),

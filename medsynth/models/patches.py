@@ -1,5 +1,11 @@
-"""Region-of-interest (ROI) helpers: crop a patch around a lesion mask at a fixed physical pixel
-spacing, and paste an edited patch back into the full-size image with a feathered edge.
+"""Region-of-interest (ROI) helpers: what a lesion is, a patch cropped around it at a fixed physical
+pixel spacing, and the edited patch pasted back into the full-size image with a feathered edge.
+
+:func:`lesion_components` is the one rule for "a lesion" (training, evaluation, generation's real
+masks and the audit all cut lesions with it): the parts of a mask within a merge distance of each
+other are one lesion (a spiculated mass, not one lesion per spicule), and parts smaller than a
+minimum area are no lesion. :func:`lesion_crop_centres` is where training centres its lesion crops,
+so the membership-inference audit can cut the same crops.
 
 The inpainting model works on small patches (e.g. 64 px at 0.5 mm/px = a 32 mm square) whatever
 the source resolution, so a lesion keeps its size in millimetres and memory is bounded by the ROI,
@@ -9,13 +15,183 @@ linearly and changes only the pixels inside the mask and a thin feathered band a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 from skimage.transform import resize
 
-from medsynth.errors import InvalidImageError, InvalidMaskError
+from medsynth.errors import ConfigError, InvalidImageError, InvalidMaskError
+
+# Where the training data's lesion rule is configured: the ``data`` section of configs/train.yaml.
+LESION_RULE_KEYS = ("merge_mm", "min_lesion_mm2", "margin_mm")
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """One lesion of a label map, as :func:`lesion_components` finds it.
+
+    Attributes:
+        box: (r0, c0, r1, c1): rows [r0, r1) and columns [c0, c1) of the lesion's own pixels.
+        region: (r0, c0, r1, c1) of the lesion's pixels grown by the merge distance (clipped to the
+            image), the area in which its parts were joined. Training centres its crops on it and
+            measures the lesion's extent on it (:func:`lesion_crop_centres`).
+        mask: bool (r1 - r0, c1 - c0), the lesion's own pixels inside ``box``.
+        label: its class: the most common label value among its pixels.
+        area_mm2: its own area (pixel count x row spacing x column spacing).
+        image_shape: (rows, cols) of the label map it came from.
+    """
+
+    box: tuple[int, int, int, int]
+    region: tuple[int, int, int, int]
+    mask: np.ndarray
+    label: int
+    area_mm2: float
+    image_shape: tuple[int, int]
+
+    def full_mask(self) -> np.ndarray:
+        """The lesion's pixels as a bool array of the label map's shape."""
+        out = np.zeros(self.image_shape, dtype=bool)
+        r0, c0, r1, c1 = self.box
+        out[r0:r1, c0:c1] = self.mask
+        return out
+
+    def extent_mm(self, spacing: tuple[float, float]) -> float:
+        """The larger side of the lesion's own bounding box in mm."""
+        r0, c0, r1, c1 = self.box
+        return float(max((r1 - r0) * float(spacing[0]), (c1 - c0) * float(spacing[1])))
+
+
+def lesion_components(
+    label_map: np.ndarray,
+    spacing: tuple[float, float],
+    merge_mm: float,
+    min_lesion_mm2: float,
+) -> list[Lesion]:
+    """The lesions of a label map (or binary mask): the one rule for "a lesion".
+
+    Every pixel > 0 is lesion. Each part is grown by ``merge_mm`` (rounded to whole pixels of the
+    finer spacing, at least one pixel when ``merge_mm`` > 0; 4-neighbour steps) and parts whose grown
+    regions touch are one lesion, so parts up to about twice ``merge_mm`` apart are joined: a
+    spiculated mass keeps its spicules, a calcification cluster outlined speck by speck stays one
+    finding when ``merge_mm`` is large enough. ``merge_mm`` 0 keeps 4-connected parts apart;
+    ``math.inf`` makes all pixels one lesion. Lesions whose own area is below ``min_lesion_mm2``
+    (specks) are dropped.
+
+    Args:
+        label_map: (rows, cols) label map or binary mask.
+        spacing: (row, col) mm per pixel (``(1, 1)`` measures ``merge_mm`` and ``min_lesion_mm2`` in pixels).
+        merge_mm: parts whose grown regions touch are one lesion (see above).
+        min_lesion_mm2: smaller lesions are dropped.
+
+    Returns:
+        The lesions in scan order of their merged regions (top to bottom, then left to right).
+
+    Raises:
+        InvalidMaskError: the label map is not 2-D.
+        ConfigError: spacing not positive, ``merge_mm`` or ``min_lesion_mm2`` negative or NaN.
+    """
+    labels = np.asarray(label_map)
+    if labels.ndim != 2:
+        raise InvalidMaskError(f"expected a 2-D label map, got shape {labels.shape}")
+    sr, sc = float(spacing[0]), float(spacing[1])
+    if not (sr > 0 and sc > 0 and math.isfinite(sr) and math.isfinite(sc)):
+        raise ConfigError(f"pixel spacing must be positive, got {spacing}")
+    merge_mm, min_lesion_mm2 = float(merge_mm), float(min_lesion_mm2)
+    if not merge_mm >= 0:
+        raise ConfigError(f"the lesion merge distance must be >= 0 mm, got {merge_mm}")
+    if not (min_lesion_mm2 >= 0 and math.isfinite(min_lesion_mm2)):
+        raise ConfigError(f"the minimum lesion area must be a number >= 0 mm², got {min_lesion_mm2}")
+    binary = labels > 0
+    if not binary.any():
+        return []
+    if math.isinf(merge_mm):
+        merged, n = binary.astype(np.int32), 1
+    else:
+        grown = binary
+        if merge_mm > 0:
+            radius = max(1, int(round(merge_mm / min(sr, sc))))
+            grown = ndimage.binary_dilation(binary, iterations=radius)
+        merged, n = ndimage.label(grown)
+    areas = ndimage.sum(binary, merged, range(1, n + 1)) * sr * sc
+    lesions = []
+    for k, sl in enumerate(ndimage.find_objects(merged)):
+        if sl is None or areas[k] < min_lesion_mm2:
+            continue
+        own = binary[sl] & (merged[sl] == k + 1)
+        rows, cols = np.nonzero(own)
+        r0, r1 = int(rows.min()), int(rows.max()) + 1
+        c0, c1 = int(cols.min()), int(cols.max()) + 1
+        mask = own[r0:r1, c0:c1]
+        values = labels[sl][r0:r1, c0:c1][mask]
+        kinds, counts = np.unique(values, return_counts=True)
+        lesions.append(Lesion(
+            box=(sl[0].start + r0, sl[1].start + c0, sl[0].start + r1, sl[1].start + c1),
+            region=(sl[0].start, sl[1].start, sl[0].stop, sl[1].stop),
+            mask=mask,
+            label=int(kinds[np.argmax(counts)]),
+            area_mm2=float(areas[k]),
+            image_shape=(int(labels.shape[0]), int(labels.shape[1])),
+        ))
+    return lesions
+
+
+@lru_cache(maxsize=1)
+def _train_data_defaults() -> tuple[tuple[str, float], ...]:
+    from medsynth.config import load_config
+
+    data = load_config(None, kind="train")["data"]
+    return tuple((key, float(data[key])) for key in LESION_RULE_KEYS)
+
+
+def default_lesion_rule() -> dict[str, float]:
+    """The training data's lesion rule as configs/train.yaml sets it: ``merge_mm``, ``min_lesion_mm2``
+    (the :func:`lesion_components` parameters) and ``margin_mm`` (context kept around a crop)."""
+    return dict(_train_data_defaults())
+
+
+def lesion_rule_of(settings: dict[str, Any] | None) -> dict[str, float]:
+    """The lesion rule in ``settings`` (a train config's ``data`` section, or what a model card
+    recorded), the configs/train.yaml defaults for what it lacks."""
+    rule = default_lesion_rule()
+    for key in LESION_RULE_KEYS:
+        if settings and settings.get(key) is not None:
+            rule[key] = float(settings[key])
+    return rule
+
+
+def lesion_crop_centres(
+    mask: np.ndarray,
+    spacing: tuple[float, float],
+    roi_mm: float,
+    merge_mm: float,
+    min_lesion_mm2: float,
+    margin_mm: float,
+) -> tuple[list[tuple[tuple[float, float], float]], int]:
+    """Where training centres its lesion crops: one ROI of ``roi_mm`` per lesion.
+
+    Each lesion of :func:`lesion_components` is centred on its merged region, and keeps
+    ``margin_mm`` of context on each side; a lesion for which that does not fit is not cut.
+
+    Returns:
+        ([((row, col) centre in source pixels, room in mm the centre may move and keep the margin),
+        ...], number of lesions too large for the ROI).
+    """
+    sr, sc = float(spacing[0]), float(spacing[1])
+    centres: list[tuple[tuple[float, float], float]] = []
+    too_large = 0
+    for lesion in lesion_components(mask, (sr, sc), merge_mm, min_lesion_mm2):
+        r0, c0, r1, c1 = lesion.region
+        extent = max((r1 - r0) * sr, (c1 - c0) * sc)
+        room = (roi_mm - extent) / 2 - margin_mm
+        if room < 0:
+            too_large += 1
+            continue
+        centres.append((((r0 + r1 - 1) / 2, (c0 + c1 - 1) / 2), room))
+    return centres, too_large
 
 
 @dataclass(frozen=True)

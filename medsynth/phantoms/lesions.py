@@ -1,7 +1,7 @@
 """Lesions of the phantoms: BI-RADS-like masses and calcification clusters, with ground truth.
 
 Masses take a BI-RADS shape (round, oval, lobulated, irregular) and margin (circumscribed,
-ill-defined, spiculated); sizes are drawn in mm and turned into pixels with the pixel spacing, so
+ill_defined, spiculated); sizes are drawn in mm and turned into pixels with the pixel spacing, so
 the same seed gives the same lesion in mm at any resolution. Calcifications are clusters of tiny
 bright specks (punctate, amorphous, pleomorphic, fine linear branching) spread in a BI-RADS
 distribution (clustered, linear, segmental, regional); their ground truth, like CBIS-DDSM's ROI
@@ -18,9 +18,14 @@ from typing import Any
 import numpy as np
 from skimage.morphology import convex_hull_image
 
-MASS_LABEL = 1
-CALC_LABEL = 2
+from medsynth.io.labels import LABELS
 
+MASS_LABEL = LABELS["mass"]
+CALC_LABEL = LABELS["calcification"]
+
+# The BI-RADS vocabulary of every lesion description medsynth writes (phantom metadata, CBIS-DDSM
+# CSVs, generation manifests). One spelling each: "ill_defined", as CBIS-DDSM writes it (there a
+# "-" joins two margins, e.g. "CIRCUMSCRIBED-ILL_DEFINED"); user input may say "ill-defined".
 MASS_SHAPES = ("round", "oval", "lobulated", "irregular")
 MASS_MARGINS = ("circumscribed", "ill_defined", "spiculated")
 CALC_TYPES = ("punctate", "amorphous", "pleomorphic", "fine_linear_branching")

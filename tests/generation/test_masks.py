@@ -72,7 +72,9 @@ def test_bad_shape_options_are_refused():
     with pytest.raises(ConfigError, match="mask source"):
         make_mask_source("circles")
     assert parse_size_mm("3:9") == (3.0, 9.0)
-    assert ShapeMaskSource(margins="ill_defined").margins == ("ill-defined",)
+    # One spelling is written ("ill_defined", CBIS-DDSM's); the hyphenated one is still read.
+    assert ShapeMaskSource(margins="ill_defined").margins == ("ill_defined",)
+    assert ShapeMaskSource(margins="ILL-DEFINED, spiculated").margins == ("ill_defined", "spiculated")
 
 
 def test_rigid_transform_matches_numpy_rotation():
@@ -130,3 +132,28 @@ def test_real_masks_come_from_the_dataset_and_vary(phantom_root):
 def test_real_source_without_masks_is_refused(healthy_root):
     with pytest.raises(InvalidDatasetError, match="no lesion masks"):
         make_mask_source(f"real:{healthy_root}")
+
+
+def test_real_mask_lesions_follow_the_training_lesion_rule():
+    from medsynth.generation.masks import extract_lesions
+
+    class _Mask:
+        def __init__(self, pixels):
+            self.pixels, self.spacing = pixels, (0.2, 0.2)
+
+        def release(self):
+            pass
+
+    class _Case:
+        def __init__(self, pixels):
+            self.mask = _Mask(pixels)
+
+    label = np.zeros((120, 120), np.uint8)
+    label[10:30, 10:30] = LABELS["mass"]
+    label[10:30, 32:36] = LABELS["mass"]  # a fragment 0.4 mm from the mass: part of it
+    label[60:62, 60:62] = LABELS["mass"]  # a 0.16 mm² speck: no lesion
+    label[80:95, 20:35] = LABELS["calcification"]
+    label[80:95, 90:105] = LABELS["calcification"]  # far apart, but one calcification finding per case
+    found = extract_lesions([_Case(label)])
+    assert sorted((les.label, les.mask.shape, int(les.mask.sum())) for les in found) == [
+        (LABELS["mass"], (20, 26), 480), (LABELS["calcification"], (15, 85), 450)]

@@ -438,3 +438,16 @@ def test_breast_texture_is_close_to_one_over_f_cubed():
         slopes.append(-_spectral_slope(roi, lo=0.03, hi=0.3))
     print(f"\nbreast texture beta: {np.round(slopes, 2)}")
     assert 2.2 < np.mean(slopes) < 3.6, slopes
+
+
+def test_one_class_table_and_one_margin_spelling():
+    from medsynth.generation.masks import MASS_MARGINS as generation_margins
+    from medsynth.io.datasets import CBIS_LABELS
+    from medsynth.io.labels import LABELS
+    from medsynth.io.writers import LABELS as written_labels
+    from medsynth.phantoms.lesions import MASS_MARGINS
+
+    assert written_labels is LABELS
+    assert (MASS_LABEL, CALC_LABEL) == (LABELS["mass"], LABELS["calcification"])
+    assert CBIS_LABELS == {"mass": LABELS["mass"], "calcification": LABELS["calcification"]}
+    assert generation_margins is MASS_MARGINS and "ill_defined" in MASS_MARGINS

@@ -14,11 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from medsynth.errors import InvalidImageError, InvalidMaskError
-
-# Class values of every label map medsynth writes. Consecutive from 0, as nnU-Net requires, and
-# always all declared, so datasets made with different mask sources share one label space.
-LABELS: dict[str, int] = {"background": 0, "mass": 1, "calcification": 2}
-CLASS_NAMES: dict[int, str] = {v: k for k, v in LABELS.items()}
+from medsynth.io.labels import LABELS  # the class table every writer declares (re-exported)
 
 UINT16_MAX = 65535
 
