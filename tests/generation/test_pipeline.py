@@ -266,7 +266,7 @@ def test_bad_arguments_give_clear_errors_and_write_nothing(tmp_path, model_dir, 
     with pytest.raises(ConfigError, match="unknown output format 'jpeg'"):
         generate(model_dir, phantom_root, "shapes", 1, out, "jpeg", **OPTS)
     with pytest.raises(InvalidDatasetError, match="no lesion masks"):
-        generate(model_dir, phantom_root, f"real:{healthy_root}", 1, out, "png", **OPTS)
+        generate(model_dir, phantom_root, f"real:{healthy_root}", 1, out, "png", progress=False)
     not_a_model = tmp_path / "not_a_model"
     not_a_model.mkdir()
     (not_a_model / "weights.bin").write_bytes(b"\0" * 16)
@@ -281,10 +281,16 @@ def test_bad_arguments_give_clear_errors_and_write_nothing(tmp_path, model_dir, 
 
 def test_real_masks_pipeline(tmp_path, model, phantom_root, healthy_root):
     out = tmp_path / "real"
-    generate(model, healthy_root, f"real:{phantom_root}", 2, out, "png", seed=9, **OPTS)
+    # Options of the shapes source are refused for real masks, before anything is written.
+    with pytest.raises(ConfigError, match="size_mm apply to masks shapes"):
+        generate(model, healthy_root, f"real:{phantom_root}", 2, out, "png", seed=9, **OPTS)
+    assert not out.exists()
+    generate(model, healthy_root, f"real:{phantom_root}", 2, out, "png", seed=9, progress=False,
+             mask_options={"rotation_deg": 90.0})
     manifest = json.loads((out / "manifest.json").read_text())
     outline = manifest["cases"][0]["lesions"][0]["outline"]
     assert outline["source"] == "real" and "source_lesion_id" in outline and "source_lesion_sha256" not in outline
+    assert manifest["masks"]["rotation_deg"] == 90.0 and abs(outline["rotation_deg"]) <= 90.0
 
 
 # ----------------------------------------------------------------------------- privacy of the manifest
