@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -13,7 +14,7 @@ from medsynth.cli._app import app
 def demo(
     out: Path = typer.Option(Path("demo-output"), "--out", help="Folder for data, model, synthetic set and reports."),
     quick: bool = typer.Option(False, "--quick", help="Tiny settings (about two minutes on 2 cores)."),
-    config: Path = typer.Option(None, "--config", help="A YAML file laid over configs/demo.yaml."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A YAML file laid over configs/demo.yaml."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the demo's outputs in a non-empty OUT."),
 ) -> None:
     """Run phantoms → train → LoRA (+DP) → generate → evaluate → audit, end to end on a CPU."""

@@ -2,24 +2,33 @@
 
 A thin layer over :func:`medsynth.metrics.evaluate.evaluate` and
 :func:`medsynth.metrics.utility.evaluate_utility`: parse options, call, print a rich table, write
-the JSON and HTML report when asked.
+the JSON and HTML report when asked. Options left out are None, so ``--config`` (laid over
+``configs/evaluate.yaml``) decides them; the API reads the config.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from medsynth.cli._app import app
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from medsynth.metrics.evaluate import EvaluationResult
+    from medsynth.metrics.utility import UtilityResult
 
 
 @app.command()
 def evaluate(
     real: Optional[Path] = typer.Option(None, "--real", help="Real dataset (any layout load_dataset reads)."),
     synthetic: Optional[Path] = typer.Option(None, "--synthetic", help="Synthetic dataset to evaluate."),
-    features: str = typer.Option("domain", "--features", help="Feature extractor: domain | random | inception:PATH."),
+    features: Optional[str] = typer.Option(
+        None, "--features", help="Feature extractor: domain | random | inception:PATH. (default domain)"
+    ),
     inception_weights: Optional[Path] = typer.Option(
         None, "--inception-weights", help="Also report FID with the standard Inception (pt_inception-2015-12-05 file)."
     ),
@@ -39,11 +48,9 @@ def evaluate(
     """Evaluate a synthetic set: FID/KID/PRDC/MS-SSIM (+ROI FID), or downstream Dice with --utility."""
     from rich.console import Console
 
-    from medsynth.config import load_config
     from medsynth.errors import ConfigError
 
     console = Console()
-    cfg = load_config(config, kind="evaluate")
     if utility:
         missing = [
             n
@@ -54,25 +61,13 @@ def evaluate(
             raise ConfigError(f"--utility needs {', '.join(missing)}")
         from medsynth.metrics.utility import evaluate_utility
 
-        res = evaluate_utility(
-            real_train,
-            synthetic,
-            real_test,
-            steps=steps if steps is not None else cfg["utility"]["steps"],
-            seeds=seeds if seeds is not None else cfg["utility"]["seeds"],
-            batch_size=cfg["utility"]["batch_size"],
-            roi_mm=cfg["roi_mm"],
-            roi_px=cfg["roi_px"],
-            progress=progress,
-        )
+        res = evaluate_utility(real_train, synthetic, real_test, steps=steps, seeds=seeds, config=config,
+                               progress=progress)
         _print_utility(console, res)
         if json_out is not None:
             console.print(f"JSON: {res.to_json(json_out)}")
         if report is not None:
-            from medsynth.metrics.evaluate import atomic_write_text
-            from medsynth.metrics.report import utility_html
-
-            console.print(f"report: {atomic_write_text(report, utility_html(res, full_page=True))}")
+            console.print(f"report: {res.save_html(report)}")
         return
 
     missing = [n for n, v in (("--real", real), ("--synthetic", synthetic)) if v is None]
@@ -98,34 +93,34 @@ def evaluate(
         console.print(f"report: {result.save_html(report)}")
 
 
-def _print_metrics(console: object, result: object) -> None:
+def _print_metrics(console: Console, result: EvaluationResult) -> None:
     from rich.table import Table
 
-    table = Table(title=f"synthetic vs real  (features: {result.meta['feature_extractor']['name']})")  # type: ignore[attr-defined]
+    table = Table(title=f"synthetic vs real  (features: {result.meta['feature_extractor']['name']})")
     for col in ("metric", "value", "±/CI", "n real", "n synthetic"):
         table.add_column(col)
-    for name, m in result.metrics.items():  # type: ignore[attr-defined]
+    for name, m in result.metrics.items():
         v = m.get("value")
         unc = f"{m['std']:.3g}" if "std" in m else (f"[{m['ci95'][0]:.3g}, {m['ci95'][1]:.3g}]" if "ci95" in m else "")
         if name == "ms_ssim":
             unc += f" (real {m['real_value']:.3g})"
         shown = "not computed" if v is None else f"{v:.4g}"
         table.add_row(name, shown, unc, str(m.get("n_real", "")), str(m.get("n_synthetic", "")))
-    console.print(table)  # type: ignore[attr-defined]
-    note = result.metrics.get("fid_inception", {}).get("note")  # type: ignore[attr-defined]
+    console.print(table)
+    note = result.metrics.get("fid_inception", {}).get("note")
     if note:
-        console.print(f"[dim]{note}[/]")  # type: ignore[attr-defined]
+        console.print(f"[dim]{note}[/]")
 
 
-def _print_utility(console: object, res: object) -> None:
+def _print_utility(console: Console, res: UtilityResult) -> None:
     from rich.table import Table
 
-    table = Table(title=f"downstream Dice on {res.n_test} real test crops")  # type: ignore[attr-defined]
+    table = Table(title=f"downstream Dice on {res.n_test} real test crops")
     for col in ("trained on", "Dice", "95% CI", "per seed", "n train"):
         table.add_column(col)
-    for arm, r in res.arms.items():  # type: ignore[attr-defined]
+    for arm, r in res.arms.items():
         table.add_row(
             arm, f"{r['dice_mean']:.3f}", f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]",
             " ".join(f"{v:.3f}" for v in r["seed_means"]), str(r["n_train"]),
         )
-    console.print(table)  # type: ignore[attr-defined]
+    console.print(table)

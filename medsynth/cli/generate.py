@@ -1,8 +1,10 @@
 """``medsynth generate``: write a synthetic segmentation training set with a trained inpainter.
 
-A thin layer over :func:`medsynth.generation.pipeline.generate`: options lay over the packaged
-defaults (``configs/generate.yaml``) or a ``--config`` file; a rich progress bar with cases/s runs
-while cases are written and a summary table follows.
+A thin layer over :func:`medsynth.generation.pipeline.generate`: the options the user gave lay over
+the packaged defaults (``configs/generate.yaml``) or a ``--config`` file (options left out are None
+and leave the file alone); the mask options are merged and checked by
+:func:`medsynth.generation.masks.mask_settings`. A rich progress bar with cases/s runs while cases
+are written and a summary table follows.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from typing import Optional
 import typer
 
 from medsynth.cli._app import app
-from medsynth.errors import ConfigError
 
 
 def _split(values: Optional[list[str]]) -> Optional[list[str]]:
@@ -63,31 +64,15 @@ def generate(
     from rich.table import Table
 
     from medsynth.config import load_config
+    from medsynth.generation.masks import mask_settings
     from medsynth.generation.pipeline import generate as run_generate
 
-    cfg = load_config(config, kind="generate")
-    given = {"n": n, "seed": seed, "format": format, "batch_size": batch_size, "model_batch": model_batch,
-             "num_inference_steps": steps, "lesions_per_case": lesions_per_case}
-    cfg.update({k: v for k, v in given.items() if v is not None})
-    mcfg = dict(cfg["masks"])
-    source = masks or mcfg.pop("source")
-    mcfg.pop("source", None)
-    if _split(shape):
-        mcfg["shapes"] = _split(shape)
-    if _split(margin):
-        mcfg["margins"] = _split(margin)
-    if _split(lesion_class):
-        mcfg["classes"] = _split(lesion_class)
-    if size_mm is not None:
-        mcfg["size_mm"] = size_mm
-    if source == "shapes":
-        mask_options = {k: mcfg[k] for k in ("shapes", "margins", "classes", "size_mm")}
-    elif str(source).startswith("real:"):
-        if shape or margin or lesion_class or size_mm:
-            raise ConfigError("--shape/--margin/--class/--size-mm apply to --masks shapes, not real:DATA")
-        mask_options = {k: mcfg[k] for k in ("scale", "rotation_deg", "elastic_alpha_mm", "elastic_sigma_mm")}
-    else:
-        raise ConfigError(f"--masks must be 'shapes' or 'real:DATA', got {source!r}")
+    cfg = load_config(config, kind="generate", overrides={
+        "n": n, "seed": seed, "format": format, "batch_size": batch_size, "model_batch": model_batch,
+        "num_inference_steps": steps, "lesions_per_case": lesions_per_case,
+    })
+    source, mask_options = mask_settings(cfg["masks"], source=masks, shapes=_split(shape), margins=_split(margin),
+                                         classes=_split(lesion_class), size_mm=size_mm)
     writer_options = dict(cfg["nnunet"]) if cfg["format"] == "nnunet" else {}
 
     result = run_generate(

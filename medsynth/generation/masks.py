@@ -328,34 +328,71 @@ class RealMaskSource:
         return shrink_to_fit(LesionMask(crop_to_content(out), src.label, info), spacing, max_extent_mm)
 
 
-def make_mask_source(spec: str | MaskSource, **shape_options: Any) -> MaskSource:
+SHAPE_OPTIONS = ("shapes", "margins", "classes", "size_mm")
+REAL_OPTIONS = ("scale", "rotation_deg", "elastic_alpha_mm", "elastic_sigma_mm")
+
+
+def _check_options(spec: str, given: dict[str, Any]) -> tuple[str, ...]:
+    """Refuse an unknown source, an unknown option, or an option of the other source; returns the
+    options the source ``spec`` takes."""
+    if spec == "shapes":
+        own, other, other_name = SHAPE_OPTIONS, REAL_OPTIONS, "real:DATA"
+    elif spec.startswith("real:"):
+        own, other, other_name = REAL_OPTIONS, SHAPE_OPTIONS, "shapes"
+    else:
+        raise ConfigError(f"unknown mask source {spec!r}; use 'shapes' or 'real:DATA'")
+    unknown = set(given) - set(own) - set(other)
+    if unknown:
+        raise ConfigError(f"unknown mask option(s) {sorted(unknown)}")
+    foreign = [k for k in other if k in given]
+    if foreign:
+        raise ConfigError(f"mask option(s) {', '.join(foreign)} apply to masks {other_name}, not {spec!r}")
+    return own
+
+
+def make_mask_source(spec: str | MaskSource, **options: Any) -> MaskSource:
     """A mask source from ``--masks``: ``"shapes"`` or ``"real:DATA"``; a source object passes through.
 
     Args:
         spec: the source spec, or an object with ``sample`` and ``describe``.
-        **shape_options: ``shapes``, ``margins``, ``size_mm``, ``classes`` for ``shapes``; ``scale``,
-            ``rotation_deg``, ``elastic_alpha_mm``, ``elastic_sigma_mm`` for ``real:``. Options that
-            do not apply to the chosen source are ignored when None.
+        **options: ``shapes``, ``margins``, ``size_mm``, ``classes`` for ``shapes``; ``scale``,
+            ``rotation_deg``, ``elastic_alpha_mm``, ``elastic_sigma_mm`` for ``real:``. None means
+            "not given"; an option of the other source is refused.
 
     Raises:
-        ConfigError: an unknown spec or option.
+        ConfigError: an unknown spec or option, or an option the chosen source does not take.
         InvalidDatasetError: ``real:DATA`` with no lesion masks.
     """
     if not isinstance(spec, str):
         if not hasattr(spec, "sample") or not hasattr(spec, "describe"):
             raise ConfigError(f"a mask source needs sample() and describe(), got {type(spec).__name__}")
         return spec
-    options = {k: v for k, v in shape_options.items() if v is not None}
+    given = {k: v for k, v in options.items() if v is not None}
+    _check_options(spec, given)
     if spec == "shapes":
-        allowed = {"shapes", "margins", "size_mm", "classes"}
-        unknown = set(options) - allowed - {"scale", "rotation_deg", "elastic_alpha_mm", "elastic_sigma_mm"}
-        if unknown:
-            raise ConfigError(f"unknown mask option(s) {sorted(unknown)}")
-        return ShapeMaskSource(**{k: v for k, v in options.items() if k in allowed})
-    if spec.startswith("real:"):
-        path = spec[len("real:"):]
-        if not path:
-            raise ConfigError("--masks real: needs a dataset path, e.g. real:data/cbis")
-        allowed = {"scale", "rotation_deg", "elastic_alpha_mm", "elastic_sigma_mm"}
-        return RealMaskSource(path, **{k: v for k, v in options.items() if k in allowed})
-    raise ConfigError(f"unknown mask source {spec!r}; use 'shapes' or 'real:DATA'")
+        return ShapeMaskSource(**given)
+    path = spec[len("real:"):]
+    if not path:
+        raise ConfigError("--masks real: needs a dataset path, e.g. real:data/cbis")
+    return RealMaskSource(path, **given)
+
+
+def mask_settings(section: dict[str, Any], source: str | None = None,
+                  **given: Any) -> tuple[str, dict[str, Any]]:
+    """The mask source and its options from the ``masks`` section of the generate config.
+
+    The section (``configs/generate.yaml`` or a user's file) holds a ``source`` and the options of
+    both sources; only the chosen source's are kept. ``source`` and the options ``given`` on the
+    command line or as arguments (None: not given) win over it, and a given option the chosen source
+    does not take is refused -- the same check :func:`make_mask_source` applies.
+
+    Returns:
+        (source spec, options for :func:`make_mask_source`).
+
+    Raises:
+        ConfigError: an unknown source or option, or a given option of the other source.
+    """
+    spec = str(source or section["source"])
+    given = {k: v for k, v in given.items() if v is not None}
+    own = _check_options(spec, given)
+    return spec, {**{k: section[k] for k in own if k in section}, **given}

@@ -20,14 +20,18 @@ batch 8 vs 1 on this CPU. Images are quantised to uint16 once, before any writer
 every format stores identical values.
 
 Safety. Every file is written atomically; a case is complete only when its record (with file
-hashes) is written to the run's private state folder ``OUT/.medsynth-run/``; the manifest lists
-complete cases only. ``resume=True`` re-does incomplete cases (same bytes) and skips complete ones;
-a non-empty OUT is refused unless resuming or overwriting. When the run completes the state folder
-(which holds the salt) is deleted.
+hashes) is written to the run's private state folder ``OUT/.medsynth-run/`` (:mod:`.state`); the
+manifest lists complete cases only. ``resume=True`` re-does incomplete cases (same bytes) and skips
+complete ones; a non-empty OUT is refused unless resuming or overwriting. When the run completes the
+state folder (which holds the salt) is deleted.
 
 Scale-out. Under ``accelerate launch`` each process takes the indices ``i % world_size == rank``;
 the main process prepares OUT, all wait at a barrier, generate their share, wait again, and the
 main process writes the index files, manifest and dataset card.
+
+The module is past 450 lines because ``generate()`` reads top to bottom in numbered steps, as
+diffusers' pipelines do, with the per-case steps it calls beside it; the run state lives in
+:mod:`.state`, the manifest in :mod:`.manifest`.
 """
 
 from __future__ import annotations
@@ -35,7 +39,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -56,11 +59,18 @@ from medsynth.generation.manifest import (
 )
 from medsynth.generation.masks import LesionMask, MaskSource, make_mask_source
 from medsynth.generation.placement import PlacementSettings, allowed_region, place_lesion, tissue_mask
+from medsynth.generation.state import (
+    STATE_DIR,
+    diff_settings,
+    prepare_output,
+    read_records,
+    read_state,
+    write_record,
+)
 from medsynth.io.writers import FORMATS, LABELS, get_writer, to_uint16
-from medsynth.io.writers.atomic import atomic_write_json, remove_stale_temporaries
+from medsynth.io.writers.atomic import remove_stale_temporaries
 from medsynth.utils import progress_bar, sha256_file
 
-STATE_DIR = ".medsynth-run"
 MAX_ATTEMPTS = 25  # lesion outlines tried per lesion before a background is declared too small
 MANIFEST_EVERY_S = 15.0  # rewrite the partial manifest at most this often during a run
 
@@ -225,81 +235,6 @@ def _dist_context(rank: int | None, world_size: int | None,
     return rank, world_size, (barrier or (lambda: None)), None
 
 
-def _is_empty(folder: Path) -> bool:
-    return not folder.exists() or not any(folder.iterdir())
-
-
-def _looks_like_medsynth_output(folder: Path) -> bool:
-    return (folder / MANIFEST_NAME).is_file() or (folder / STATE_DIR).is_dir()
-
-
-def _init_state(state: Path, settings: dict[str, Any], salt: bytes) -> None:
-    """Create the run state (settings + salt) once; a concurrent or earlier creator wins."""
-    state.mkdir(parents=True, exist_ok=True)
-    (state / "cases").mkdir(exist_ok=True)
-    target = state / "run.json"
-    if target.exists():
-        return
-    tmp = state / f".run-{secrets.token_hex(6)}.json"
-    tmp.write_text(json.dumps({"settings": settings, "salt": salt.hex()}, sort_keys=True, indent=2))
-    try:
-        os.link(tmp, target)  # atomic create-if-absent
-    except FileExistsError:
-        pass  # another process created it first; the settings check below compares them
-    finally:
-        tmp.unlink()
-
-
-def _read_state(state: Path, out: Path) -> tuple[dict[str, Any], bytes]:
-    target = state / "run.json"
-    if not target.is_file():
-        raise OutputExistsError("has no run state to resume (was it made by medsynth generate?)", out)
-    data = json.loads(target.read_text())
-    return data["settings"], bytes.fromhex(data["salt"])
-
-
-def _diff_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-
-
-def _prepare_output(out: Path, settings: dict[str, Any], public: dict[str, Any], salt: bytes | None,
-                    n: int, resume: bool, overwrite: bool) -> str:
-    """Apply the output-folder rules on the main process; returns "fresh", "resume" or "done"."""
-    state = out / STATE_DIR
-    if not _is_empty(out):
-        if overwrite:
-            if not _looks_like_medsynth_output(out):
-                raise OutputExistsError("is not empty and holds no medsynth output; refusing to delete it "
-                                        "(choose an empty or new folder)", out)
-            shutil.rmtree(out)
-        elif resume:
-            if state.is_dir():
-                old, _ = _read_state(state, out)
-                changed = _diff_settings(old, settings)
-                if changed:
-                    raise OutputExistsError(
-                        f"cannot resume: settings differ from the interrupted run ({', '.join(changed)})", out
-                    )
-                return "resume"
-            manifest = out / MANIFEST_NAME
-            if manifest.is_file():
-                done = json.loads(manifest.read_text())
-                header = {k: done.get(k) for k in public}
-                changed = _diff_settings(header, public)
-                if changed or not done.get("complete") or done.get("n_requested") != n:
-                    raise OutputExistsError(
-                        "holds a finished run with other settings or size "
-                        f"({', '.join(changed) or 'n'}); its salt is gone, so it cannot be extended", out)
-                return "done"
-            raise OutputExistsError("is not empty and holds no medsynth run to resume", out)
-        else:
-            raise OutputExistsError("is not empty; pass resume=True (--resume) to continue a run or "
-                                    "overwrite=True (--overwrite) to replace it", out)
-    out.mkdir(parents=True, exist_ok=True)
-    _init_state(state, settings, salt if salt is not None else secrets.token_bytes(32))
-    return "fresh"
-
-
 def _existing_labels(case: Any, shape: tuple[int, int]) -> np.ndarray:
     """The background's own label map mapped to medsynth classes (2 calcification, other > 0 mass)."""
     if getattr(case, "mask", None) is None:
@@ -387,21 +322,6 @@ def _inpaint_step(model: Any, cases: list[_Prepared], k: int, steps: int | None,
             case = todo[j]
             case.image = paste_roi(case.image, np.asarray(result[row]), crops[j][2], case.lesion_masks[k],
                                    feather_mm=feather_mm)
-
-
-def _write_record(state: Path, record: dict[str, Any]) -> None:
-    """Mark a case complete: its record (files + hashes) lands atomically in the run state."""
-    atomic_write_json(state / "cases" / f"{record['index']:08d}.json", record)
-
-
-def _read_records(state: Path) -> dict[int, dict[str, Any]]:
-    out = {}
-    folder = state / "cases"
-    if folder.is_dir():
-        for p in folder.glob("*.json"):
-            rec = json.loads(p.read_text())
-            out[int(rec["index"])] = rec
-    return out
 
 
 def generate(
@@ -522,22 +442,22 @@ def generate(
         model_obj.to(device)
     status = "worker"
     if rank == 0:
-        status = _prepare_output(out, settings, public, salt, n, resume, overwrite)
+        status = prepare_output(out, settings, public, salt, n, resume, overwrite)
         # Before the barrier: once it passes, other processes' temporaries are live files.
         remove_stale_temporaries(out)
     wait()
     state = out / STATE_DIR
     if status == "done":
         return GenerationResult(out, format, n, 0, 0, 0.0, out / MANIFEST_NAME, [], rank, world_size)
-    stored, run_salt = _read_state(state, out)
-    if _diff_settings(stored, settings):
+    stored, run_salt = read_state(state, out)
+    if diff_settings(stored, settings):
         raise OutputExistsError(
-            f"run state was made with other settings ({', '.join(_diff_settings(stored, settings))})", out
+            f"run state was made with other settings ({', '.join(diff_settings(stored, settings))})", out
         )
     header = dict(public, salt_sha256=salt_fingerprint(run_salt), versions=library_versions())
 
     # 3. Generate this process's share, batch by batch.
-    records = _read_records(state)
+    records = read_records(state)
     mine = [i for i in range(n) if i % world_size == rank]
     todo = [i for i in mine if i not in records]
     skipped = len(mine) - len(todo)
@@ -569,7 +489,7 @@ def generate(
                     },
                     "lesions": case.lesions,
                 }
-                _write_record(state, record)
+                write_record(state, record)
                 records[case.index] = record
                 for les in case.lesions:
                     name = "calcification" if les["label"] == LABELS["calcification"] else "mass"
@@ -586,7 +506,7 @@ def generate(
     wait()
     if rank != 0:
         return GenerationResult(out, format, n, len(todo), skipped, seconds, None, [], rank, world_size, painted)
-    records = _read_records(state)
+    records = read_records(state)
     missing = [i for i in range(n) if i not in records]
     if missing:
         raise MedsynthError(f"{len(missing)} case(s) were not generated by any process (first: {missing[:5]}); "

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from medsynth.errors import ConfigError, InvalidImageError
+from medsynth.errors import InvalidImageError
 from medsynth.io.writers.atomic import atomic_write_text
 from medsynth.utils import jsonable
 
@@ -91,7 +91,7 @@ def _check_same_geometry(real: Any, synthetic: Any) -> None:
 def evaluate(
     real: Any,
     synthetic: Any,
-    features: Any = "domain",
+    features: Any = None,
     *,
     inception_weights: str | Path | None = None,
     cache_dir: str | Path | None = None,
@@ -104,13 +104,15 @@ def evaluate(
         real: the real set: a dataset path (anything ``load_dataset`` reads), a Dataset / list of
             Cases, or an (N, H, W) array in [0, 1].
         synthetic: the synthetic set, in any of the same forms.
-        features: ``"domain"`` (default), ``"random"``, ``"inception:PATH"``, an ``nn.Module`` or a
-            :class:`~medsynth.metrics.features.FeatureExtractor`.
+        features: ``"domain"``, ``"random"``, ``"inception:PATH"``, an ``nn.Module`` or a
+            :class:`~medsynth.metrics.features.FeatureExtractor`; None: ``features`` of the config
+            (``domain`` in ``configs/evaluate.yaml``).
         inception_weights: the FID Inception weights file, to add ``fid_inception`` beside the main
-            features (never downloaded).
-        cache_dir: cache of domain encoders and real-set features (default
-            ``~/.cache/medsynth/features``).
-        config: a path or dict laid over ``configs/evaluate.yaml``.
+            features (never downloaded); None: ``inception_weights`` of the config.
+        cache_dir: cache of domain encoders and real-set features; None: ``cache_dir`` of the config,
+            else ``~/.cache/medsynth/features``.
+        config: a path or dict laid over ``configs/evaluate.yaml`` (unknown keys are refused); the
+            arguments above, when given, win over it.
         progress: show progress bars.
 
     Returns:
@@ -120,22 +122,19 @@ def evaluate(
         InvalidDatasetError: a set is empty or unreadable.
         InvalidImageError: arrays of different image sizes, values outside [0, 1], too few images.
         MissingWeightsError: ``inception:`` features without a weights file.
+        ConfigError: an unknown setting in ``config``.
     """
-    from medsynth.config import deep_update, load_config
+    from medsynth.config import load_config
     from medsynth.metrics import fidelity
     from medsynth.metrics.features import FID_WEIGHTS_FILE, default_cache_dir, get_extractor, inception_extractor
     from medsynth.metrics.images import load_image_set
 
-    # 1. Settings
-    if isinstance(config, dict):
-        base = load_config(None, kind="evaluate")
-        unknown = sorted(set(config) - set(base))
-        if unknown:
-            raise ConfigError(f"unknown evaluate setting(s) {unknown}; known: {sorted(base)}")
-        cfg = deep_update(base, config)
-    else:
-        cfg = load_config(config, kind="evaluate")
-    cache_dir = Path(cache_dir if cache_dir is not None else cfg.get("cache_dir") or default_cache_dir()).expanduser()
+    # 1. Settings: configs/evaluate.yaml, the user's config over it, the arguments given over both
+    cfg = load_config(
+        config, kind="evaluate", overrides={"inception_weights": inception_weights, "cache_dir": cache_dir}
+    )
+    features = cfg["features"] if features is None else features
+    cache_dir = Path(cfg["cache_dir"] or default_cache_dir()).expanduser()
     t0 = time.perf_counter()
 
     # 2. Check and read the inputs
@@ -208,7 +207,7 @@ def evaluate(
         }
 
     # 6. The standard Inception FID, when its weights were given
-    inception_path = inception_weights or cfg.get("inception_weights")
+    inception_path = cfg["inception_weights"]
     if isinstance(features, str) and features.lower().startswith("inception"):
         metrics["fid_inception"] = {**metrics["fid"], "computed": True}
     elif inception_path:
@@ -263,8 +262,8 @@ def _extractor_config(features: Any, cfg: dict[str, Any]) -> dict[str, Any] | No
         if kind == "domain":
             return dict(cfg.get("domain") or {})
         if kind == "random":
-            return {"seed": int(cfg.get("random_seed", 0))}
+            return {"seed": int(cfg["random_seed"])}
     return None
 
 
-__all__ = ["EvaluationResult", "atomic_write_text", "evaluate"]
+__all__ = ["EvaluationResult", "evaluate"]

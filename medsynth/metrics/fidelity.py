@@ -3,10 +3,8 @@
 - FID and KID through torchmetrics (``FrechetInceptionDistance`` / ``KernelInceptionDistance``
   with ``feature=`` an ``nn.Module``). Features are extracted once per set (they also feed PRDC and
   the report's PCA), so the module given to torchmetrics here is a pass-through over precomputed
-  feature vectors; :class:`medsynth.metrics.features.ExtractorModule` is the same extractor as a
-  torchmetrics image module, and the tests check both routes agree. States are float64.
-- :func:`frechet_distance_scipy`: an independent Fréchet distance (``scipy.linalg.sqrtm``, as in
-  pytorch-fid), the reference the tests compare torchmetrics to.
+  feature vectors; the tests check that route against an extractor given to torchmetrics as an
+  image module, and FID against ``scipy.linalg.sqrtm`` (as in pytorch-fid). States are float64.
 - :func:`prdc`: precision, recall, density and coverage (Naeem et al. 2020) with k nearest
   neighbours (k = 5), in NumPy.
 - :func:`ms_ssim_diversity`: mean MS-SSIM (MONAI) over random pairs within a set; lower means
@@ -72,27 +70,6 @@ def fid(real: np.ndarray, fake: np.ndarray) -> float:
     value = float(metric.compute())
     # Round-off can give tiny negatives for identical sets; FID is a squared distance.
     return max(value, 0.0)
-
-
-def frechet_distance_scipy(real: np.ndarray, fake: np.ndarray, eps: float = 1e-6) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets, with ``scipy.linalg.sqrtm``.
-
-    ``||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrtm(S1 S2))``; when the product is singular, ``eps`` is
-    added to the diagonals (as pytorch-fid does). Independent of torchmetrics; used as reference.
-    """
-    from scipy import linalg
-
-    real, fake = _check_features(real, fake)
-    mu1, mu2 = real.mean(0), fake.mean(0)
-    s1, s2 = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
-    s1, s2 = np.atleast_2d(s1), np.atleast_2d(s2)
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(s1.shape[0]) * eps
-        covmean = linalg.sqrtm((s1 + offset) @ (s2 + offset))
-    covmean = np.real(covmean)
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))
 
 
 def kid(

@@ -9,8 +9,10 @@ distribution metrics of :mod:`medsynth.metrics.fidelity`.
 Crops: one per connected lesion at ``roi_mm * 1.5`` around the lesion, resampled to
 ``roi_px * 1.5`` (so 0.5 mm/px for the defaults of 32 mm / 64 px); training takes random
 ``roi_px`` windows of them (the lesion is not always centred) with flips, testing the centre window.
-Dice is per test crop (1 when both prediction and truth are empty); the reported CI is a 95%
-bootstrap over test crops of the seed-averaged per-crop Dice.
+Dice is per test crop (MONAI's ``compute_dice``; 1 when both prediction and truth are empty); the
+reported CI is a 95% percentile bootstrap (``scipy.stats.bootstrap``) over test crops of the
+seed-averaged per-crop Dice. Settings not given as arguments come from the ``utility`` section and
+``roi_mm`` / ``roi_px`` of ``configs/evaluate.yaml``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 from medsynth.errors import InvalidDatasetError
+from medsynth.io.writers.atomic import atomic_write_text
 
 ARMS = ("real", "real+synthetic", "synthetic")
 
@@ -49,9 +52,14 @@ class UtilityResult:
         return {"utility": {"arms": self.arms, "n_test": self.n_test, "settings": self.settings}}
 
     def to_json(self, path: str | Path) -> Path:
-        from medsynth.metrics.evaluate import atomic_write_text
-
+        """Write :meth:`to_dict` as JSON (atomically); returns the path."""
         return atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2))
+
+    def save_html(self, path: str | Path) -> Path:
+        """Write the self-contained HTML page of the result (atomically); returns the path."""
+        from medsynth.metrics.report import utility_html
+
+        return atomic_write_text(Path(path), utility_html(self, full_page=True))
 
     def _repr_html_(self) -> str:
         from medsynth.metrics.report import utility_html
@@ -70,20 +78,33 @@ def _crops(data: Any, what: str, roi_mm: float, roi_px: int, progress: bool) -> 
 
 
 def dice_per_case(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Dice of binary (N, H, W) predictions; 1 where both are empty."""
-    pred = pred.reshape(len(pred), -1).astype(bool)
-    truth = truth.reshape(len(truth), -1).astype(bool)
-    inter = (pred & truth).sum(1)
-    total = pred.sum(1) + truth.sum(1)
-    return np.where(total == 0, 1.0, 2.0 * inter / np.maximum(total, 1))
+    """Dice of binary (N, H, W) predictions with MONAI's ``compute_dice``; 1 where both are empty.
+
+    MONAI computes in float32; the values are returned as float64.
+    """
+    from monai.metrics import compute_dice
+
+    y_pred = torch.from_numpy(np.ascontiguousarray(pred, dtype=bool))[:, None]
+    y = torch.from_numpy(np.ascontiguousarray(truth, dtype=bool))[:, None]
+    dice = compute_dice(y_pred, y, include_background=True, ignore_empty=False)
+    return dice[:, 0].double().numpy()
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> list[float]:
-    """Percentile 95% bootstrap confidence interval of the mean."""
+    """Percentile 95% bootstrap confidence interval of the mean (``scipy.stats.bootstrap``).
+
+    With fewer than two values there is nothing to resample: the interval is the value itself.
+    """
+    from scipy.stats import bootstrap
+
     values = np.asarray(values, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(1)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+    if len(values) < 2:
+        return [float(values.mean())] * 2
+    ci = bootstrap(
+        (values,), np.mean, n_resamples=n_boot, confidence_level=0.95, method="percentile",
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
+    return [float(ci.low), float(ci.high)]
 
 
 def _make_unet() -> torch.nn.Module:
@@ -141,13 +162,15 @@ def evaluate_utility(
     real_train: Any,
     synthetic: Any,
     real_test: Any,
-    steps: int = 300,
-    seeds: int = 3,
-    batch_size: int = 16,
-    roi_mm: float = 32.0,
-    roi_px: int = 64,
+    steps: int | None = None,
+    seeds: int | None = None,
+    batch_size: int | None = None,
+    roi_mm: float | None = None,
+    roi_px: int | None = None,
     arms: tuple[str, ...] = ARMS,
     progress: bool = True,
+    *,
+    config: str | Path | dict[str, Any] | None = None,
 ) -> UtilityResult:
     """Train the utility UNet on each arm and score Dice on the real test set.
 
@@ -160,13 +183,24 @@ def evaluate_utility(
         roi_mm, roi_px: physical size and pixels of the scored crops.
         arms: which of ``"real"``, ``"real+synthetic"``, ``"synthetic"`` to train.
         progress: show a progress bar over the trainings.
+        config: a path or dict laid over ``configs/evaluate.yaml``; ``steps``, ``seeds`` and
+            ``batch_size`` not given come from its ``utility`` section, ``roi_mm`` and ``roi_px``
+            from its top level.
 
     Raises:
         InvalidDatasetError: a set is empty or has no lesion masks.
+        ConfigError: steps or seeds below 1, an unknown arm or setting.
     """
+    from medsynth.config import load_config
     from medsynth.errors import ConfigError
     from medsynth.utils import progress_bar
 
+    cfg = load_config(config, kind="evaluate", overrides={
+        "utility.steps": steps, "utility.seeds": seeds, "utility.batch_size": batch_size,
+        "roi_mm": roi_mm, "roi_px": roi_px,
+    })
+    steps, seeds, batch_size = (cfg["utility"][k] for k in ("steps", "seeds", "batch_size"))
+    roi_mm, roi_px = cfg["roi_mm"], cfg["roi_px"]
     if steps < 1 or seeds < 1:
         raise ConfigError(f"steps and seeds must be >= 1, got steps={steps}, seeds={seeds}")
     bad = [a for a in arms if a not in ARMS]

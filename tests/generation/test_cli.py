@@ -46,3 +46,26 @@ def test_cli_bad_input_exit_code_2_and_nothing_written(tmp_path, model_dir, phan
     (out / "x.txt").write_text("x")
     assert main(base + ["--format", "png", "--steps", "1", "--quiet"]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_cli_options_left_out_leave_the_config_file_alone(tmp_path, model_dir, phantom_root, capsys):
+    import yaml
+
+    from medsynth.cli import main
+
+    config = tmp_path / "gen.yaml"
+    config.write_text(yaml.safe_dump({"n": 2, "format": "png", "num_inference_steps": 1,
+                                      "masks": {"margins": ["spiculated"], "size_mm": [4.0, 7.0]}}))
+    out = tmp_path / "out"
+    base = ["generate", "--model", str(model_dir), "--backgrounds", str(phantom_root), "--config", str(config),
+            "--quiet"]
+    assert main(base + ["--out", str(out), "--shape", "oval"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["n_complete"] == 2 and manifest["format"] == "png"
+    assert manifest["masks"]["shapes"] == ["oval"] and manifest["masks"]["margins"] == ["spiculated"]
+    assert manifest["masks"]["size_mm"] == [4.0, 7.0]
+    # Shape options with real masks: bad input, refused by the API before anything is written.
+    capsys.readouterr()
+    bad = tmp_path / "bad"
+    assert main(base + ["--out", str(bad), "--masks", f"real:{phantom_root}", "--margin", "spiculated"]) == 2
+    assert "margins apply to masks shapes" in capsys.readouterr().err and not bad.exists()

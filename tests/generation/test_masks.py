@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from medsynth.config import load_config
 from medsynth.errors import ConfigError, InvalidDatasetError
 from medsynth.generation.masks import (
     RealMaskSource,
     ShapeMaskSource,
     elastic_transform_mask,
     make_mask_source,
+    mask_settings,
     parse_size_mm,
 )
 from medsynth.io.writers import LABELS
@@ -157,3 +159,37 @@ def test_real_mask_lesions_follow_the_training_lesion_rule():
     found = extract_lesions([_Case(label)])
     assert sorted((les.label, les.mask.shape, int(les.mask.sum())) for les in found) == [
         (LABELS["mass"], (20, 26), 480), (LABELS["calcification"], (15, 85), 450)]
+
+
+def test_mask_settings_keep_the_chosen_sources_options_and_lay_given_ones_over_them():
+    section = load_config(None, kind="generate")["masks"]
+    source, options = mask_settings(section)
+    assert source == "shapes"
+    assert options == {k: section[k] for k in ("shapes", "margins", "classes", "size_mm")}
+    source, options = mask_settings(section, shapes=["oval"], margins=None, size_mm="4:7")
+    assert options["shapes"] == ["oval"] and options["size_mm"] == "4:7"
+    assert options["margins"] == section["margins"]  # None: not given, the file's value stays
+    source, options = mask_settings(section, source="real:data/x", rotation_deg=30.0)
+    assert source == "real:data/x"
+    real_keys = ("scale", "rotation_deg", "elastic_alpha_mm", "elastic_sigma_mm")
+    assert options == {**{k: section[k] for k in real_keys}, "rotation_deg": 30.0}
+    # A user file may set real: as its source while the shape options keep their defaults.
+    assert mask_settings({**section, "source": "real:data/x"})[0] == "real:data/x"
+
+
+def test_options_of_the_other_source_are_refused_by_the_api_and_the_merge(healthy_root):
+    section = load_config(None, kind="generate")["masks"]
+    with pytest.raises(ConfigError, match="shapes, margins apply to masks shapes, not 'real:data/x'"):
+        mask_settings(section, source="real:data/x", shapes=["oval"], margins=["spiculated"])
+    with pytest.raises(ConfigError, match="scale apply to masks real:DATA"):
+        mask_settings(section, scale=[1.0, 2.0])
+    with pytest.raises(ConfigError, match="mask source"):
+        mask_settings(section, source="circles")
+    with pytest.raises(ConfigError, match="unknown mask option"):
+        mask_settings(section, colour="red")
+    # make_mask_source applies the same rule, before reading the dataset.
+    with pytest.raises(ConfigError, match="size_mm apply to masks shapes"):
+        make_mask_source(f"real:{healthy_root}", size_mm="4:8")
+    with pytest.raises(ConfigError, match="rotation_deg apply to masks real:DATA"):
+        make_mask_source("shapes", rotation_deg=10.0)
+    assert make_mask_source("shapes", rotation_deg=None, size_mm="4:8").size_mm == (4.0, 8.0)

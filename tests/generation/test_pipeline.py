@@ -15,6 +15,7 @@ from scipy import ndimage
 import medsynth.generation.pipeline as pipeline
 from medsynth.errors import ConfigError, InvalidDatasetError, InvalidModelError, OutputExistsError
 from medsynth.generation.pipeline import case_streams, generate
+from medsynth.generation.state import STATE_DIR
 from medsynth.io.scan import Case, Scan
 from medsynth.io.writers import to_uint16
 from medsynth.utils import sha256_file
@@ -60,7 +61,7 @@ def test_every_format_opens_with_its_consumer(tmp_path, model_dir, phantom_root,
     manifest = check_manifest_hashes(out)
     assert manifest["complete"] and [c["case_id"] for c in manifest["cases"]] == ["case_0000", "case_0001"]
     assert (out / "README.md").read_text().startswith("# Synthetic")
-    assert not (out / pipeline.STATE_DIR).exists()
+    assert not (out / STATE_DIR).exists()
     labels = []
     if fmt == "nnunet":
         import nibabel as nib
@@ -195,7 +196,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, model, phantom_roo
     generate(model, phantom_root, "shapes", 5, reference, "dicom", seed=6, batch_size=2, salt=SALT, **OPTS)
 
     out = tmp_path / "killed"
-    real_write = pipeline._write_record
+    real_write = pipeline.write_record
     calls = {"n": 0}
 
     def dying_write(state, record):
@@ -204,11 +205,11 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, model, phantom_roo
         calls["n"] += 1
         real_write(state, record)
 
-    monkeypatch.setattr(pipeline, "_write_record", dying_write)
+    monkeypatch.setattr(pipeline, "write_record", dying_write)
     monkeypatch.setattr(pipeline, "MANIFEST_EVERY_S", 0.0)  # manifest after every step
     with pytest.raises(KeyboardInterrupt):
         generate(model, phantom_root, "shapes", 5, out, "dicom", seed=6, batch_size=2, salt=SALT, **OPTS)
-    monkeypatch.setattr(pipeline, "_write_record", real_write)
+    monkeypatch.setattr(pipeline, "write_record", real_write)
     # The partial manifest lists only complete cases, each with its files on disk.
     partial = check_manifest_hashes(out)
     assert not partial["complete"] and partial["n_complete"] == 2
@@ -265,7 +266,7 @@ def test_bad_arguments_give_clear_errors_and_write_nothing(tmp_path, model_dir, 
     with pytest.raises(ConfigError, match="unknown output format 'jpeg'"):
         generate(model_dir, phantom_root, "shapes", 1, out, "jpeg", **OPTS)
     with pytest.raises(InvalidDatasetError, match="no lesion masks"):
-        generate(model_dir, phantom_root, f"real:{healthy_root}", 1, out, "png", **OPTS)
+        generate(model_dir, phantom_root, f"real:{healthy_root}", 1, out, "png", progress=False)
     not_a_model = tmp_path / "not_a_model"
     not_a_model.mkdir()
     (not_a_model / "weights.bin").write_bytes(b"\0" * 16)
@@ -280,10 +281,16 @@ def test_bad_arguments_give_clear_errors_and_write_nothing(tmp_path, model_dir, 
 
 def test_real_masks_pipeline(tmp_path, model, phantom_root, healthy_root):
     out = tmp_path / "real"
-    generate(model, healthy_root, f"real:{phantom_root}", 2, out, "png", seed=9, **OPTS)
+    # Options of the shapes source are refused for real masks, before anything is written.
+    with pytest.raises(ConfigError, match="size_mm apply to masks shapes"):
+        generate(model, healthy_root, f"real:{phantom_root}", 2, out, "png", seed=9, **OPTS)
+    assert not out.exists()
+    generate(model, healthy_root, f"real:{phantom_root}", 2, out, "png", seed=9, progress=False,
+             mask_options={"rotation_deg": 90.0})
     manifest = json.loads((out / "manifest.json").read_text())
     outline = manifest["cases"][0]["lesions"][0]["outline"]
     assert outline["source"] == "real" and "source_lesion_id" in outline and "source_lesion_sha256" not in outline
+    assert manifest["masks"]["rotation_deg"] == 90.0 and abs(outline["rotation_deg"]) <= 90.0
 
 
 # ----------------------------------------------------------------------------- privacy of the manifest

@@ -61,10 +61,15 @@ def test_cli_inception_without_weights_is_bad_input(phantom_sets, capsys):
 
 def test_cli_utility_in_process(phantom_sets, tmp_path):
     out = tmp_path / "u.json"
+    # --steps given wins over the file; --seeds left out leaves the file's value (not the packaged 3).
+    config = tmp_path / "u.yaml"
+    config.write_text(yaml.safe_dump({"utility": {"steps": 50, "seeds": 1, "batch_size": 4}}))
     code = main(["evaluate", "--utility", "--real-train", str(phantom_sets["train"]),
                  "--synthetic", str(phantom_sets["synthetic"]), "--real-test", str(phantom_sets["test"]),
-                 "--steps", "2", "--seeds", "1", "--json", str(out), "--report", str(tmp_path / "u.html"),
+                 "--steps", "2", "--config", str(config), "--json", str(out), "--report", str(tmp_path / "u.html"),
                  "--no-progress"])
     assert code == 0
-    arms = json.loads(out.read_text())["utility"]["arms"]
-    assert set(arms) == {"real", "real+synthetic", "synthetic"}
+    utility = json.loads(out.read_text())["utility"]
+    assert set(utility["arms"]) == {"real", "real+synthetic", "synthetic"}
+    assert (utility["settings"]["steps"], utility["settings"]["seeds"], utility["settings"]["batch_size"]) == (2, 1, 4)
+    assert "data:image/png;base64," in (tmp_path / "u.html").read_text()

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from medsynth.errors import InvalidImageError, MedsynthError
+from medsynth.errors import ConfigError, InvalidImageError, MedsynthError
 from medsynth.metrics.evaluate import EvaluationResult, evaluate
 
 FAST = {"kid_subsets": 10, "ms_ssim_pairs": 20, "image_px": 64, "domain": {"steps": 30, "batch_size": 16}}
 METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "ms_ssim")
 
 
-def test_evaluate_arrays_with_random_features(tmp_path, textures):
+def test_evaluate_arrays_with_random_features(tmp_path, textures, mmd_reference):
     real, syn = textures(16, 64, seed=1), textures(16, 64, seed=2)
     res = evaluate(real, syn, features="random", cache_dir=tmp_path, config=FAST, progress=False)
     assert isinstance(res, EvaluationResult)
@@ -25,7 +25,10 @@ def test_evaluate_arrays_with_random_features(tmp_path, textures):
     assert res.value("fid") > 0 and 0 <= res.value("precision") <= 1
     assert "roi_fid" not in res.metrics  # arrays carry no masks
     assert res["fid_inception"]["computed"] is False and "pt_inception" in res["fid_inception"]["note"]
-    assert res["kid"]["std"] >= 0
+    # 16 images a set: every KID subset is the whole set, so the value is the NumPy MMD of the
+    # returned features and there is no spread between subsets.
+    assert res["kid"]["subset_size"] == 16 and res["kid"]["std"] == pytest.approx(0.0, abs=1e-12)
+    assert res.value("kid") == pytest.approx(mmd_reference(res.real_features, res.synthetic_features), rel=1e-6)
     out = json.loads(res.to_json(tmp_path / "r.json").read_text())
     assert set(METRICS) <= set(out) and out["fid"]["value"] == pytest.approx(res.value("fid"))
     page = res.save_html(tmp_path / "r.html").read_text()
@@ -55,11 +58,28 @@ def test_evaluate_input_errors(tmp_path, textures):
         evaluate(tmp_path / "empty", real, features="random", config=FAST, progress=False)
 
 
+def test_evaluate_settings_come_from_the_config_and_arguments_win(tmp_path, textures):
+    real, syn = textures(6, 64, seed=1), textures(6, 64, seed=2)
+    # No features argument: the config's (configs/evaluate.yaml says domain; this file says random).
+    res = evaluate(real, syn, cache_dir=tmp_path, config={**FAST, "features": "random", "random_seed": 4},
+                   progress=False)
+    assert res["fid"]["feature_extractor"] == "random-cnn(seed=4)"
+    # An inception_weights argument wins over the file's (here a file that does not exist).
+    with pytest.raises(MedsynthError, match="not found"):
+        evaluate(real, syn, features="random", inception_weights=tmp_path / "none.pth", cache_dir=tmp_path,
+                 config={**FAST, "inception_weights": None}, progress=False)
+    # Unknown settings are refused, nested ones too.
+    with pytest.raises(ConfigError, match="kid_subset"):
+        evaluate(real, syn, features="random", config={"kid_subset": 3}, progress=False)
+    with pytest.raises(ConfigError, match="domain.stpes"):
+        evaluate(real, syn, features="random", config={"domain": {"stpes": 3}}, progress=False)
+
+
 def test_evaluate_phantom_datasets_with_domain_features(tmp_path, phantom_sets):
     res = evaluate(phantom_sets["train"], phantom_sets["synthetic"], features="domain", cache_dir=tmp_path,
                    config=FAST, progress=False)
     assert res["fid"]["feature_extractor"].startswith("domain-simclr")
-    assert "roi_fid" in res.metrics and res["roi_fid"]["n_real"] >= 8 and res["roi_fid"]["value"] >= 0
+    assert "roi_fid" in res.metrics and res["roi_fid"]["n_real"] >= 8 and res["roi_fid"]["value"] > 0
     assert res.meta["feature_extractor"]["cache_hit"] is False
     again = evaluate(phantom_sets["train"], phantom_sets["test"], features="domain", cache_dir=tmp_path,
                      config=FAST, progress=False)
@@ -80,5 +100,5 @@ def test_evaluate_adds_fid_inception_when_weights_given(tmp_path, textures):
     torch.save(state, weights)
     res = evaluate(textures(6, 64, seed=1), textures(6, 64, seed=2), features="random", inception_weights=weights,
                    cache_dir=tmp_path, config=FAST, progress=False)
-    assert res["fid_inception"]["computed"] is True and res["fid_inception"]["value"] >= 0
+    assert res["fid_inception"]["computed"] is True and res["fid_inception"]["value"] > 0
     assert res["fid_inception"]["feature_extractor"] == "fid-inception-v3"

@@ -11,9 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medsynth.config import load_config
 from medsynth.errors import ConfigError, InvalidImageError, InvalidModelError, MissingWeightsError
-from medsynth.metrics import features as feat
-from medsynth.metrics.features import ExtractorModule, FIDInceptionV3, get_extractor
+from medsynth.metrics.features import (
+    EXTRACTORS,
+    FIDInceptionV3,
+    domain,
+    domain_settings,
+    get_extractor,
+    random_extractor,
+)
 
 DOMAIN_TEST_CONFIG = {"steps": 120, "batch_size": 32}
 
@@ -52,7 +59,7 @@ def domain_setup(tmp_path_factory, textures):
 def test_domain_extractor_is_cached_per_real_set(domain_setup, monkeypatch, textures):
     x, cache, first = domain_setup
     assert first.info["cache_hit"] is False
-    monkeypatch.setattr(feat, "train_domain_encoder", lambda *a, **k: pytest.fail("retrained despite the cache"))
+    monkeypatch.setattr(domain, "train_domain_encoder", lambda *a, **k: pytest.fail("retrained despite the cache"))
     second = get_extractor("domain", real=x, cache_dir=cache, config=DOMAIN_TEST_CONFIG)
     assert second.info["cache_hit"] is True and second.fingerprint == first.fingerprint
     np.testing.assert_allclose(second.embed(x[:4]), first.embed(x[:4]), atol=1e-6)
@@ -76,7 +83,7 @@ def test_domain_embedding_finds_transformed_copies(domain_setup):
     np.testing.assert_allclose(ext.embed(x[:, ::-1, :].copy()), f, atol=1e-5)
 
 
-def test_user_module_and_torchmetrics_wrapper(textures):
+def test_user_module_and_torchmetrics_wrapper(textures, extractor_module):
     class Tiny(nn.Module):
         input_px = 32
 
@@ -92,11 +99,32 @@ def test_user_module_and_torchmetrics_wrapper(textures):
     x = textures(5, 64, seed=3)
     f = ext.embed(x)
     assert f.shape == (5, 8) and ext.name == "user:Tiny"
-    mod = ExtractorModule(ext)
+    mod = extractor_module(ext)
     assert mod.num_features == 8
     np.testing.assert_allclose(mod(torch.from_numpy(x)[:, None]).numpy(), f, atol=1e-6)
     q = torch.from_numpy(np.round(x * 255).astype(np.uint8))[:, None].repeat(1, 3, 1, 1)
     np.testing.assert_allclose(mod(q).numpy(), ext.embed(np.round(x * 255) / 255.0), atol=1e-5)
+
+
+def test_extractor_defaults_come_from_configs_evaluate_yaml(monkeypatch):
+    cfg = load_config(None, kind="evaluate")
+    assert domain_settings() == cfg["domain"]
+    assert domain_settings({"steps": 7}) == {**cfg["domain"], "steps": 7}
+    with pytest.raises(ConfigError, match="unknown domain-encoder setting.*'stpes'"):
+        domain_settings({"stpes": 7})
+    assert random_extractor().info["seed"] == cfg["random_seed"]
+    # The file is read, not a copy of it: another random_seed there gives other weights.
+    from medsynth import config as config_module
+
+    real_load = config_module.load_config
+    monkeypatch.setattr(config_module, "load_config", lambda *a, **k: {**real_load(*a, **k), "random_seed": 3})
+    seeded = random_extractor()
+    assert seeded.fingerprint == random_extractor(seed=3).fingerprint != random_extractor(seed=0).fingerprint
+
+
+def test_registry_names_every_string_spec():
+    assert set(EXTRACTORS) == {"random", "domain", "inception"}
+    assert get_extractor(" Random ").name == "random-cnn(seed=0)"
 
 
 def test_extractor_input_errors(textures):

@@ -8,7 +8,7 @@ import torch
 
 from medsynth.errors import InvalidImageError, MedsynthError
 from medsynth.metrics import fidelity
-from medsynth.metrics.features import ExtractorModule, random_extractor
+from medsynth.metrics.features import random_extractor
 
 
 def test_fid_of_a_set_with_itself_is_zero_and_grows_with_noise(textures):
@@ -22,17 +22,27 @@ def test_fid_of_a_set_with_itself_is_zero_and_grows_with_noise(textures):
     assert all(b > a for a, b in zip(values, values[1:])), values
 
 
-def test_torchmetrics_and_scipy_frechet_agree_float64():
+def test_torchmetrics_and_scipy_frechet_agree_float64(frechet_reference):
     rng = np.random.default_rng(0)
     d = 16
     a = rng.standard_normal((300, d)) @ rng.standard_normal((d, d))
     b = 0.5 + rng.standard_normal((250, d)) @ rng.standard_normal((d, d)) * 0.8
-    tm, sp = fidelity.fid(a, b), fidelity.frechet_distance_scipy(a, b)
+    tm, sp = fidelity.fid(a, b), frechet_reference(a, b)
     assert sp > 1.0
     assert abs(tm - sp) <= 1e-6 * max(1.0, abs(sp))
 
 
-def test_extractor_module_route_equals_precomputed_features(textures):
+def test_fid_of_close_sets_matches_scipy_where_the_clamp_is_not_hit(frechet_reference):
+    """Two samples of one Gaussian: FID is small but positive, so fid()'s clamp at 0 cannot hide an error."""
+    rng = np.random.default_rng(3)
+    mix = rng.standard_normal((8, 8))
+    a, b = rng.standard_normal((400, 8)) @ mix, rng.standard_normal((400, 8)) @ mix
+    ref = frechet_reference(a, b)
+    assert 0.0 < ref < 0.2 * float(np.trace(np.cov(a.T)))
+    assert fidelity.fid(a, b) == pytest.approx(ref, rel=1e-6)
+
+
+def test_extractor_module_route_equals_precomputed_features(textures, extractor_module):
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     x, y = textures(24, 64, seed=2), textures(24, 64, seed=3)
@@ -40,7 +50,7 @@ def test_extractor_module_route_equals_precomputed_features(textures):
     expected = fidelity.fid(ext.embed(x, batch_size=24), ext.embed(y, batch_size=24))
     for normalize, conv in ((True, lambda a: torch.from_numpy(a)[:, None]),
                             (False, None)):
-        metric = FrechetInceptionDistance(feature=ExtractorModule(ext), normalize=normalize)
+        metric = FrechetInceptionDistance(feature=extractor_module(ext), normalize=normalize)
         if normalize:
             metric.update(conv(x), real=True)
             metric.update(conv(y), real=False)
@@ -55,26 +65,36 @@ def test_extractor_module_route_equals_precomputed_features(textures):
             assert float(metric.compute()) == pytest.approx(ref, rel=1e-4)
 
 
-def _mmd2_unbiased_poly(x: np.ndarray, y: np.ndarray) -> float:
-    """Independent NumPy KID: unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3."""
-    d = x.shape[1]
-    kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
-    m = len(x)
-    return float(
-        (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean()
-    )
-
-
-def test_kid_matches_numpy_mmd_on_full_subsets():
+def test_kid_matches_numpy_mmd_on_full_subsets(mmd_reference):
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((40, 8)), rng.standard_normal((40, 8)) + 0.3
     mean, std, size = fidelity.kid(a, b, subsets=3, subset_size=40)
     assert size == 40
-    assert mean == pytest.approx(_mmd2_unbiased_poly(a, b), rel=1e-6)
+    assert mean == pytest.approx(mmd_reference(a, b), rel=1e-6)
     assert std == pytest.approx(0.0, abs=1e-9)  # every subset is the full set
     m1, s1, _ = fidelity.kid(a, b, subsets=10, subset_size=20, seed=3)
     m2, s2, _ = fidelity.kid(a, b, subsets=10, subset_size=20, seed=3)
     assert (m1, s1) == (m2, s2) and s1 > 0
+
+
+def test_kid_mean_and_std_are_those_of_the_seeded_subsets(mmd_reference):
+    """KID's std is the spread (population std) of the per-subset MMDs drawn from the seed, recomputed
+    here in NumPy on the same draws (torchmetrics: a randperm of the real, then of the fake, per
+    subset); a single subset has no spread to report (0)."""
+    import torch
+
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((30, 6)), rng.standard_normal((25, 6)) * 1.2 + 0.2
+    mean, std, size = fidelity.kid(a, b, subsets=6, subset_size=12, seed=5)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        draws = [(torch.randperm(30)[:12].numpy(), torch.randperm(25)[:12].numpy()) for _ in range(6)]
+    scores = np.array([mmd_reference(a[i], b[j]) for i, j in draws])
+    assert size == 12 and scores.std() > 0
+    assert mean == pytest.approx(scores.mean(), rel=1e-6)
+    assert std == pytest.approx(scores.std(ddof=0), rel=1e-6)
+    one_mean, one_std, _ = fidelity.kid(a, b, subsets=1, subset_size=12, seed=5)
+    assert one_mean == pytest.approx(scores[0], rel=1e-6) and one_std == 0.0
 
 
 def _prdc_bruteforce(real, fake, k):
