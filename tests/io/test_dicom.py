@@ -16,7 +16,8 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from medsynth.errors import InvalidImageError
-from medsynth.io.dicom import find_phi, read_dicom
+from medsynth.io.dicom import read_dicom
+from medsynth.io.phi import find_phi
 from medsynth.io.readers import load_scan
 
 
