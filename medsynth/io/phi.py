@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator, NamedTuple
 
+from medsynth.errors import InvalidImageError
+
 __all__ = [
     "CATEGORIES",
     "DATE_KEYWORDS",
@@ -103,6 +105,9 @@ def walk_elements(ds: Any) -> Iterator[ElementAt]:
 
     Args:
         ds: a pydicom Dataset or FileDataset.
+
+    Raises:
+        InvalidImageError: an element cannot be decoded (naming the element and, when known, the file).
     """
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
@@ -111,7 +116,15 @@ def walk_elements(ds: Any) -> Iterator[ElementAt]:
 
 
 def _walk(ds: Any, prefix: str, tag_prefix: str) -> Iterator[ElementAt]:
-    for elem in ds:
+    for tag_number in sorted(ds.keys()):  # the order ``for elem in ds`` gives
+        try:
+            elem = ds[tag_number]  # pydicom decodes a raw element here
+        except Exception as e:  # any decoding error: the file is at fault, say where
+            raise InvalidImageError(
+                f"element {prefix}({tag_number >> 16:04X},{tag_number & 0xFFFF:04X}) cannot be read "
+                f"({type(e).__name__}: {e})",
+                getattr(ds, "filename", None) if isinstance(getattr(ds, "filename", None), str) else None,
+            ) from e
         tag = f"({elem.tag.group:04X},{elem.tag.element:04X})"
         at = ElementAt(f"{prefix}{elem.keyword or tag}", f"{tag_prefix}{tag}", elem)
         yield at

@@ -132,3 +132,17 @@ def test_empty_values_are_not_flagged(keyword):
     ds = Dataset()
     setattr(ds, keyword, "")
     assert find_phi(ds)["phi"] == []
+
+
+def test_an_element_that_cannot_be_decoded_is_a_medsynth_error():
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    from medsynth.errors import InvalidImageError
+
+    ds = Dataset()
+    ds.set_original_encoding(False, True)
+    tag = Tag(0x00280106)  # SmallestImagePixelValue, US: 3 bytes cannot be 16-bit values
+    ds._dict[tag] = RawDataElement(tag, "US", 3, b"\x01\x02\x03", 0, False, True)
+    with pytest.raises(InvalidImageError, match=r"element \(0028,0106\) cannot be read"):
+        find_phi(ds)
