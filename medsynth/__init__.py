@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _API = {
     "load_scan": "medsynth.io.readers",
     "load_dataset": "medsynth.io.datasets",
+    "describe": "medsynth.io.inspect",
     "Scan": "medsynth.io.scan",
     "Case": "medsynth.io.scan",
     "make_phantoms": "medsynth.phantoms",

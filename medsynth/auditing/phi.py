@@ -2,7 +2,8 @@
 
 Every synthetic DICOM is walked completely (file meta, nested sequences, private tags) and compared
 with the identifying values of every training DICOM (names, IDs, dates, institution and staff,
-instance UIDs, private tags; DICOM PS3.15 Annex E basic profile). It must also carry fresh UIDs
+instance UIDs, private tags; DICOM PS3.15 Annex E basic profile), as :mod:`medsynth.io.phi` defines
+them for ``medsynth info`` too. It must also carry fresh UIDs
 (none shared with training, none repeated within the synthetic set), PatientIdentityRemoved = YES and
 a BurnedInAnnotation that is not YES. File names and ``manifest.json`` must not contain training
 patient IDs or source paths. Text burned into pixels is **not** read (no OCR); the report says so.
@@ -14,48 +15,19 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import pydicom
+import pydicom.misc
 from pydicom.dataset import Dataset as DicomDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
 from medsynth.errors import InvalidDatasetError
-
-#: Keywords whose values identify a patient, a study or the people and places involved (PS3.15 E.1-1).
-IDENTIFYING_KEYWORDS = frozenset(
-    {
-        "PatientName", "PatientID", "IssuerOfPatientID", "OtherPatientIDs", "OtherPatientNames",
-        "PatientBirthName", "PatientMotherBirthName", "PatientBirthDate", "PatientBirthTime",
-        "PatientAddress", "PatientTelephoneNumbers", "MilitaryRank", "MedicalRecordLocator",
-        "EthnicGroup", "PatientComments", "ResponsiblePerson", "ResponsibleOrganization",
-        "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "StationName",
-        "ReferringPhysicianName", "ReferringPhysicianAddress", "ReferringPhysicianTelephoneNumbers",
-        "PerformingPhysicianName", "OperatorsName", "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy",
-        "RequestingPhysician", "ScheduledPerformingPhysicianName", "RequestAttributesSequence",
-        "DeviceSerialNumber", "AccessionNumber", "StudyID", "RequestedProcedureID",
-        "PerformedProcedureStepID", "ScheduledProcedureStepID", "AdmissionID",
-        "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "AcquisitionDateTime",
-        "StudyTime", "SeriesTime", "AcquisitionTime", "ContentTime", "InstanceCreationDate",
-        "ImageComments", "AdditionalPatientHistory",
-    }
-)
-
-#: Never identifying, whatever their VR: who wrote the file (the same library writes training and
-#: synthetic files) and the names of private blocks (a vendor's, not a patient's).
-NOT_IDENTIFYING_KEYWORDS = frozenset(
-    {"ImplementationClassUID", "ImplementationVersionName", "SourceApplicationEntityTitle", "PrivateCreator"}
-)
-
-#: Identifying VRs: any value of these is identifying wherever it appears (names, dates, UIDs).
-IDENTIFYING_VRS = frozenset({"PN", "DA", "DT", "UI"})
+from medsynth.io.phi import DICOM_ROOT_UID, is_identifying, walk_elements
 
 #: Files whose text is searched for training patient IDs, file names and paths.
 TEXT_SUFFIXES = frozenset({".json", ".csv", ".tsv", ".txt", ".md", ".yaml", ".yml", ".html"})
-
-#: UIDs that are not identifying: everything under the DICOM root (SOP classes, transfer syntaxes).
-_DICOM_ROOT = "1.2.840.10008."
 
 
 @dataclass
@@ -92,30 +64,13 @@ class PhiResult:
 
 
 def is_dicom(path: Path) -> bool:
-    """True when the file starts like a DICOM Part 10 file (preamble + "DICM") or is named .dcm."""
+    """True when the file is named .dcm/.dicom or starts like a DICOM Part 10 file (preamble + "DICM")."""
     if path.suffix.lower() in (".dcm", ".dicom"):
         return True
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
+        return pydicom.misc.is_dicom(path)
     except OSError:
         return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def walk_elements(ds: DicomDataset, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Every data element of ``ds`` (file meta first, then nested sequences depth-first) as
-    (path string, element). Private tags are included."""
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None and not prefix:
-        for elem in meta:
-            yield f"{elem.tag}", elem
-    for elem in ds:
-        path = f"{prefix}{elem.tag}"
-        yield path, elem
-        if elem.VR == "SQ" and elem.value is not None:
-            for n, item in enumerate(elem.value):
-                yield from walk_elements(item, prefix=f"{path}[{n}].")
 
 
 def _values(elem: Any) -> list[str]:
@@ -137,13 +92,6 @@ def _values(elem: Any) -> list[str]:
     return out
 
 
-def _is_identifying(elem: Any) -> bool:
-    kw = elem.keyword or ""
-    if kw in NOT_IDENTIFYING_KEYWORDS or elem.tag.is_private_creator:
-        return False
-    return kw in IDENTIFYING_KEYWORDS or elem.VR in IDENTIFYING_VRS or elem.tag.is_private
-
-
 def _read(path: Path) -> DicomDataset:
     try:
         return pydicom.dcmread(path, stop_before_pixels=True)
@@ -157,11 +105,12 @@ def training_identifiers(files: Sequence[Path], root: Path, ignore: set[str]) ->
     for path in files:
         ds = _read(path)
         rel = _rel(path, root)
-        for _, elem in walk_elements(ds):
-            if not _is_identifying(elem):
+        for at in walk_elements(ds):
+            elem = at.element
+            if not is_identifying(elem):
                 continue
             for v in _values(elem):
-                if elem.VR == "UI" and v.startswith(_DICOM_ROOT):
+                if elem.VR == "UI" and v.startswith(DICOM_ROOT_UID):
                     continue
                 if v in ignore:
                     continue
@@ -219,9 +168,10 @@ def check_phi(
             continue
         result.n_dicom += 1
         ds = _read(path)
-        for tpath, elem in walk_elements(ds):
+        for at in walk_elements(ds):
+            tpath, elem = at.tag_path, at.element
             for v in _values(elem):
-                hit = idents.get(v) if (len(v) >= min_len or _is_identifying(elem)) else None
+                hit = idents.get(v) if (len(v) >= min_len or is_identifying(elem)) else None
                 if hit is None:
                     for tok in _tokens(v):
                         if tok != v and tok in idents_long:

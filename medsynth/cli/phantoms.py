@@ -1,51 +1,25 @@
 """``medsynth phantoms OUT``: write a dataset of procedural mammography phantoms.
 
-A thin layer over :func:`medsynth.phantoms.make_phantoms`: options lay over the packaged defaults
-(``configs/phantoms.yaml``) or a ``--config`` file; a progress bar runs while images are written and
+A thin layer over :func:`medsynth.phantoms.make_phantoms_from_config`: the options a user typed lay
+over the packaged defaults (``configs/phantoms.yaml``) or a ``--config`` file, the API checks them
+(a bad value is a one-line error, exit code 2), a progress bar runs while images are written and
 one summary line follows.
 """
 
 from __future__ import annotations
 
-import os
-import re
+import json
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
 from medsynth.cli._app import app
-from medsynth.errors import ConfigError
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"512x416"`` → (512, 416) rows x cols; anything else is a ConfigError."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX×,]\s*(\d+)\s*", text)
-    if not match:
-        raise ConfigError(f"--size must look like ROWSxCOLS (e.g. 512x416), got {text!r}")
-    rows, cols = int(match.group(1)), int(match.group(2))
-    if min(rows, cols) < 16:
-        raise ConfigError(f"--size must be at least 16x16, got {text!r}")
-    return rows, cols
 
 
 def _count(k: int, noun: str) -> str:
     return f"{k} {noun}" + ("" if k == 1 else "s")
-
-
-def _size_text(value: Any) -> str:
-    """The config's ``size`` (a [rows, cols] list or a "ROWSxCOLS" string) as text for parse_size."""
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return f"{value[0]}x{value[1]}"
-    return str(value)
-
-
-def _choice(name: str, value: Any, allowed: tuple[Any, ...]) -> Any:
-    if value not in allowed:
-        shown = ", ".join(str(a) for a in allowed)
-        raise ConfigError(f"--{name} must be one of {shown}, got {value!r}")
-    return value
 
 
 @app.command()
@@ -78,68 +52,40 @@ def phantoms(
     from rich.console import Console
 
     from medsynth.config import load_config
-    from medsynth.phantoms import LAYOUTS, make_phantoms
+    from medsynth.phantoms import make_phantoms_from_config
+    from medsynth.phantoms.preview import preview_dataset
     from medsynth.utils import progress_bar
 
-    cfg = load_config(config, kind="phantoms")
-    given = {
-        "n": n, "seed": seed, "view": view, "density": density, "layout": layout,
-        "monochrome": monochrome, "patient_offset": patient_offset, "lesion_fraction": lesion_fraction,
-        "workers": workers,
-    }
-    cfg.update({k: v for k, v in given.items() if v is not None})
-    if burned_in_text:
-        cfg["burned_in_text"] = True
-    rows_cols = parse_size(size if size is not None else _size_text(cfg["size"]))
-    view_ = _choice("view", str(cfg["view"]).lower(), ("cc", "mlo"))
-    density_ = cfg["density"]
-    if density_ is not None:
-        density_ = _choice("density", str(density_).lower(), ("a", "b", "c", "d"))
-    layout_ = _choice("layout", cfg["layout"], LAYOUTS)
-    mono = _choice("monochrome", int(cfg["monochrome"]), (1, 2))
-    if int(cfg["n"]) < 1:
-        raise ConfigError(f"--n must be at least 1, got {cfg['n']}")
-    if int(cfg["seed"]) < 0:
-        raise ConfigError(f"--seed must be >= 0, got {cfg['seed']}")
-    if int(cfg["workers"]) < 0:
-        raise ConfigError(f"--workers must be >= 0, got {cfg['workers']}")
-    n_workers = int(cfg["workers"]) or min(4, os.cpu_count() or 1)
-
+    cfg = load_config(config, kind="phantoms", overrides={
+        "n": n, "seed": seed, "size": size, "view": view, "density": density, "layout": layout,
+        "monochrome": monochrome, "burned_in_text": True if burned_in_text else None,
+        "patient_offset": patient_offset, "lesion_fraction": lesion_fraction, "workers": workers,
+    })
     start = time.perf_counter()
-    with progress_bar(True) as bar:
-        task = bar.add_task("phantoms", total=int(cfg["n"]))
-        root = make_phantoms(
-            out, int(cfg["n"]), int(cfg["seed"]), size=rows_cols, view=view_, density=density_,
-            layout=layout_, monochrome=mono, burned_in_text=bool(cfg["burned_in_text"]),
-            lesion_fraction=float(cfg["lesion_fraction"]), patient_offset=int(cfg["patient_offset"]),
-            spacing=cfg["spacing_mm"], fov_mm=float(cfg["fov_mm"]), bits_stored=int(cfg["bits_stored"]),
-            split=str(cfg["split"]), overwrite=overwrite, workers=n_workers,
-            progress=lambda done, total: bar.update(task, completed=done),
-        )
+    bar = progress_bar(True)
+    task = bar.add_task("phantoms", total=None)
+
+    def progress(done: int, total: int) -> None:
+        if not bar.live.is_started:  # drawn from the first image on: a bad setting prints only its error
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
+        root = make_phantoms_from_config(out, cfg, overwrite=overwrite, progress=progress)
+    finally:
+        bar.stop()
     elapsed = time.perf_counter() - start
-    import json
-
     if preview is not None:
-        from medsynth.phantoms import render_phantom
-        from medsynth.phantoms.preview import sample_sheet
-
-        shown = [
-            render_phantom(
-                int(cfg["seed"]), rows_cols, view_, density_, index=2 * int(cfg["patient_offset"]) + k,
-                spacing=cfg["spacing_mm"], fov_mm=float(cfg["fov_mm"]),
-                lesion_fraction=float(cfg["lesion_fraction"]), burned_in_text=bool(cfg["burned_in_text"]),
-            )
-            for k in range(min(int(cfg["n"]), 8))
-        ]
-        sample_sheet(preview, phantoms=shown)
+        preview_dataset(root, preview)
 
     manifest = json.loads((root / "phantoms.json").read_text())
     cases = manifest["cases"]
     n_lesions = sum(len(c["lesions"]) for c in cases)
     with_lesion = sum(1 for c in cases if c["lesions"])
+    rows, cols = manifest["size"]
     Console(highlight=False, soft_wrap=True).print(
         f"wrote {_count(len(cases), 'phantom')} ({with_lesion} with lesions, {_count(n_lesions, 'lesion')}, "
-        f"{_count(len({c['patient_id'] for c in cases}), 'patient')}) as {layout_} to {root} "
-        f"in {elapsed:.1f} s (seed {cfg['seed']}, {rows_cols[0]}x{rows_cols[1]}, {view_.upper()})"
+        f"{_count(len({c['patient_id'] for c in cases}), 'patient')}) as {manifest['layout']} to {root} "
+        f"in {elapsed:.1f} s (seed {manifest['seed']}, {rows}x{cols}, {manifest['view'].upper()})"
         + (f"; preview {preview}" if preview is not None else "")
     )

@@ -11,6 +11,7 @@ from typing import Any
 _API = {
     "load_scan": "medsynth.io.readers",
     "load_dataset": "medsynth.io.datasets",
+    "describe": "medsynth.io.inspect",
     "Dataset": "medsynth.io.datasets",
     "Scan": "medsynth.io.scan",
     "Case": "medsynth.io.scan",

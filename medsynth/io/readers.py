@@ -57,13 +57,15 @@ def _suffix(path: Path) -> str:
 def sniff_format(path: str | Path) -> str | None:
     """The format a file's first bytes announce ("dicom", "nifti", "image"), or None.
 
-    DICOM: "DICM" at offset 128. NIfTI: "n+1"/"n+2" magic (gzip-compressed files are sniffed by
-    their suffix only). PNG and TIFF by their signatures.
+    DICOM: a Part 10 preamble and "DICM" marker (``pydicom.misc.is_dicom``). NIfTI: "n+1"/"n+2" magic
+    (gzip-compressed files are sniffed by their suffix only). PNG and TIFF by their signatures.
     """
+    from pydicom.misc import is_dicom
+
+    if is_dicom(path):
+        return "dicom"
     with open(path, "rb") as fp:
         head = fp.read(544)
-    if head[128:132] == b"DICM":
-        return "dicom"
     if head[344:348] in (b"n+1\x00", b"ni1\x00") or head[4:8] in (b"n+2\x00", b"ni2\x00"):
         return "nifti"
     if head.startswith(b"\x89PNG\r\n\x1a\n") or head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):

@@ -12,8 +12,10 @@ decoy PHI, NIfTI, PNG)::
 
 from __future__ import annotations
 
-from medsynth.phantoms.layouts import LAYOUTS, make_phantoms
+from medsynth.phantoms.layouts import LAYOUTS, make_phantoms, make_phantoms_from_config
 from medsynth.phantoms.lesions import CALC_LABEL, MASS_LABEL
 from medsynth.phantoms.render import Phantom, render_phantom
 
-__all__ = ["CALC_LABEL", "LAYOUTS", "MASS_LABEL", "Phantom", "make_phantoms", "render_phantom"]
+__all__ = [
+    "CALC_LABEL", "LAYOUTS", "MASS_LABEL", "Phantom", "make_phantoms", "make_phantoms_from_config", "render_phantom",
+]

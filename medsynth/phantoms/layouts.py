@@ -1,6 +1,8 @@
 """Write phantoms to disk as a dataset: CBIS-DDSM-like DICOM tree, NIfTI folder, or PNG folder.
 
-``make_phantoms`` is the entry point. Layouts:
+``make_phantoms`` is the entry point (``make_phantoms_from_config`` takes the settings of a
+``configs/phantoms.yaml``-like config, as ``medsynth phantoms`` does); it checks every setting once,
+raising :class:`~medsynth.errors.ConfigError` with the value it got. Layouts:
 
 - ``cbis-ddsm``: ``<Mass|Calc|Normal>-<split>_P_00001_LEFT_CC/000000.dcm`` images (DICOM MG, For
   Presentation, with decoy PHI), one ROI folder per lesion ``<Mass|Calc>-<split>_P_00001_LEFT_CC_<k>/``
@@ -8,7 +10,7 @@
   lesion (``000001.dcm``); ``mass_case_description.csv``, ``calc_case_description.csv`` (one row per
   lesion, CBIS-DDSM's columns, including its quirk of naming the density column ``breast density``
   in the calcification file) and ``normal_case_description.csv`` (images without lesion, empty ROI
-  paths). All paths in the CSVs are relative to the root.
+  paths). All paths in the CSVs are relative to the root. Written by ``medsynth.phantoms.cbis``.
 - ``nifti``: ``images/<case>.nii.gz`` (uint16 over the full 0..65535 range, affine
   diag(row mm, col mm, 1, 1), array stored as (rows, cols, 1)), ``masks/<case>.nii.gz`` (uint8
   label map: 1 mass, 2 calcification) for images with lesions, and ``cases.csv``.
@@ -27,6 +29,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,34 +41,17 @@ import numpy as np
 
 from medsynth.errors import ConfigError, OutputExistsError
 from medsynth.io.writers.atomic import atomic_path, atomic_write_bytes
+from medsynth.phantoms.cbis import CALC_COLUMNS, MASS_COLUMNS, SIDE, write_cbis_case
 from medsynth.phantoms.lesions import CALC_LABEL, MASS_LABEL
-from medsynth.phantoms.phi import image_uids
 from medsynth.phantoms.render import DEFAULT_FOV_MM, DEFAULT_SIZE, Phantom, check_render_args, render_phantom
 
 LAYOUTS = ("cbis-ddsm", "nifti", "folder")
-MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray Image – For Presentation
-SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
-MASS_COLUMNS = [
-    "patient_id", "breast_density", "left or right breast", "image view", "abnormality id",
-    "abnormality type", "mass shape", "mass margins", "assessment", "pathology", "subtlety",
-    "image file path", "cropped image file path", "ROI mask file path",
-]
-CALC_COLUMNS = [
-    "patient_id", "breast density", "left or right breast", "image view", "abnormality id",
-    "abnormality type", "calc type", "calc distribution", "assessment", "pathology", "subtlety",
-    "image file path", "cropped image file path", "ROI mask file path",
-]
 CASES_COLUMNS = [
     "case_id", "patient_id", "laterality", "view", "density", "dense_fraction", "spacing_mm",
     "n_lesions", "lesion_types", "mass_shapes", "mass_margins", "calc_types", "calc_distributions",
     "pathologies",
 ]
 _MARKER = ".medsynth-phantoms"  # marks a folder make_phantoms wrote (complete or not)
-_DENSITY_NUMBER = {"a": 1, "b": 2, "c": 3, "d": 4}
-_SIDE = {"L": "LEFT", "R": "RIGHT"}
-# DICOM PatientOrientation (row direction \ column direction) of the usual mammogram hanging.
-_ORIENTATION = {("L", "CC"): ["A", "R"], ("R", "CC"): ["P", "L"], ("L", "MLO"): ["A", "FR"], ("R", "MLO"): ["P", "FL"]}
-_VIEW_CODE = {"CC": ("R-10242", "cranio-caudal"), "MLO": ("R-10226", "medio-lateral oblique")}
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
@@ -81,216 +68,6 @@ def to_stored(image: np.ndarray, bits_stored: int, monochrome: int) -> np.ndarra
     top = 2**bits_stored - 1
     stored = np.rint(np.clip(image, 0.0, 1.0) * top).astype(np.uint16)
     return (top - stored).astype(np.uint16) if monochrome == 1 else stored
-
-
-# ----------------------------------------------------------------------------- DICOM
-def _patient_and_study(ds: Any, phantom: Phantom) -> None:
-    """Patient, study and equipment modules, with the decoy PHI where real files carry it."""
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
-
-    phi = phantom.phi
-    for key in (
-        "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge",
-        "InstitutionName", "InstitutionAddress", "ReferringPhysicianName", "PerformingPhysicianName",
-        "OperatorsName", "AccessionNumber", "StudyDate", "StudyTime", "StudyID", "StudyInstanceUID",
-        "RequestingPhysician",
-    ):
-        setattr(ds, key, phi[key])
-    ds.SeriesDate, ds.SeriesTime = phi["StudyDate"], phi["StudyTime"]
-    ds.ContentDate, ds.ContentTime = phi["StudyDate"], phi["StudyTime"]
-    ds.AcquisitionDateTime = phi["StudyDate"] + phi["StudyTime"]
-    ds.StudyDescription = "MAMMOGRAM SCREENING BILATERAL"
-    ds.Manufacturer = "MEDSYNTH"
-    ds.ManufacturerModelName = "PROCEDURAL PHANTOM"
-    ds.StationName = phi["InstitutionName"].split()[0][:10] + "MAMMO1"  # SH: 16 chars at most
-    ds.DeviceSerialNumber = phi["PatientID"][3:] + "07"
-
-    # Places de-identifiers are known to miss: nested sequences and private tags.
-    other = Dataset()
-    other.PatientID = phi["OtherPatientID"]
-    other.IssuerOfPatientID = phi["InstitutionName"]
-    other.TypeOfPatientID = "TEXT"
-    ds.OtherPatientIDsSequence = Sequence([other])
-    request = Dataset()
-    request.RequestedProcedureID = phi["AccessionNumber"][1:]
-    request.RequestedProcedureDescription = "MAMMO SCREENING BILATERAL"
-    request.ScheduledProcedureStepID = phi["StudyID"]
-    request.ScheduledPerformingPhysicianName = phi["PerformingPhysicianName"]
-    request.AccessionNumber = phi["AccessionNumber"]
-    ds.RequestAttributesSequence = Sequence([request])
-    ref_study = Dataset()
-    ref_study.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management
-    ref_study.ReferencedSOPInstanceUID = phi["StudyInstanceUID"]
-    ds.ReferencedStudySequence = Sequence([ref_study])
-    block = ds.private_block(0x0029, "MEDSYNTH PHANTOM PRIVATE", create=True)
-    block.add_new(0x10, "PN", phi["PatientName"])
-    block.add_new(0x11, "LO", phi["PatientBirthDate"])
-
-
-def _new_dataset(sop_class: str, sop_instance: str) -> Any:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_instance  # a decoy too: de-identifiers forget it
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = sop_instance
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    return ds
-
-
-def _mg_dataset(
-    phantom: Phantom, pixels: np.ndarray, uids: dict[str, str], bits_stored: int, monochrome: int,
-    instance: int, burned_in: bool,
-) -> Any:
-    """A Digital Mammography For Presentation dataset around ``pixels`` (already stored values)."""
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
-
-    ds = _new_dataset(MG_FOR_PRESENTATION, uids["SOPInstanceUID"])
-    _patient_and_study(ds, phantom)
-    ds.Modality = "MG"
-    ds.SeriesInstanceUID = uids["SeriesInstanceUID"]
-    ds.FrameOfReferenceUID = uids["FrameOfReferenceUID"]
-    ds.SeriesNumber = 1 if phantom.laterality == "L" else 2
-    ds.InstanceNumber = instance
-    ds.SeriesDescription = f"{phantom.laterality} {phantom.view}"
-    ds.ImageType = ["DERIVED", "PRIMARY"]
-    ds.PresentationIntentType = "FOR PRESENTATION"
-    ds.BodyPartExamined = "BREAST"
-    ds.ViewPosition = phantom.view
-    ds.ImageLaterality = phantom.laterality
-    ds.PatientOrientation = _ORIENTATION[(phantom.laterality, phantom.view)]
-    code = Dataset()
-    code.CodeValue, code.CodeMeaning = _VIEW_CODE[phantom.view]
-    code.CodingSchemeDesignator = "SRT"
-    ds.ViewCodeSequence = Sequence([code])
-    ds.BreastImplantPresent = "NO"
-    ds.BurnedInAnnotation = "YES" if burned_in else "NO"
-    spacing = [f"{phantom.spacing[0]:.6g}", f"{phantom.spacing[1]:.6g}"]
-    ds.PixelSpacing = spacing
-    ds.ImagerPixelSpacing = spacing
-    ds.EstimatedRadiographicMagnificationFactor = 1.0
-    ds.BodyPartThickness = int(40 + 30 * phantom.dense_fraction)
-    ds.set_pixel_data(
-        np.ascontiguousarray(pixels), f"MONOCHROME{monochrome}", bits_stored, generate_instance_uid=False
-    )
-    # MG "for presentation" files pair MONOCHROME1 with an INVERSE presentation LUT (both say:
-    # low stored values display white); this is not a second inversion.
-    ds.PresentationLUTShape = "INVERSE" if monochrome == 1 else "IDENTITY"
-    ds.PixelIntensityRelationship = "LOG"
-    ds.PixelIntensityRelationshipSign = 1 if monochrome == 2 else -1
-    tissue = phantom.breast_mask | phantom.pectoral_mask
-    inside = pixels[tissue] if tissue.shape == pixels.shape and tissue.any() else pixels
-    lo, hi = np.percentile(inside, [0.5, 99.5])
-    ds.WindowCenter = f"{(lo + hi) / 2:.1f}"
-    ds.WindowWidth = f"{max(hi - lo, 1.0):.1f}"
-    ds.VOILUTFunction = "LINEAR"
-    return ds
-
-
-def _roi_dataset(phantom: Phantom, mask: np.ndarray, uids: dict[str, str], lesion_id: int) -> Any:
-    """A CBIS-DDSM-like binary ROI mask: 8-bit, 0 outside and 255 inside the lesion."""
-    ds = _new_dataset(SECONDARY_CAPTURE, uids["SOPInstanceUID"])
-    _patient_and_study(ds, phantom)
-    ds.Modality = "MG"
-    ds.ConversionType = "WSD"
-    ds.SeriesInstanceUID = uids["SeriesInstanceUID"]
-    ds.SeriesNumber = 100 + lesion_id
-    ds.InstanceNumber = 1
-    ds.SeriesDescription = "ROI mask images"
-    ds.ImageLaterality = phantom.laterality
-    ds.ViewPosition = phantom.view
-    ds.PixelSpacing = [f"{phantom.spacing[0]:.6g}", f"{phantom.spacing[1]:.6g}"]
-    ds.BurnedInAnnotation = "NO"
-    ds.set_pixel_data(np.where(mask, 255, 0).astype(np.uint8), "MONOCHROME2", 8, generate_instance_uid=False)
-    return ds
-
-
-def _save_dicom(path: Path, ds: Any) -> None:
-    with atomic_path(path) as tmp:
-        ds.save_as(tmp, enforce_file_format=True)
-
-
-def _lesion_uids(phantom: Phantom, lesion_id: int, what: str) -> dict[str, str]:
-    from pydicom.uid import generate_uid
-
-    from medsynth.phantoms.phi import UID_PREFIX
-
-    key = [phantom.phi["_uid_key"], phantom.laterality, phantom.view, str(lesion_id), what]
-    return {
-        "SeriesInstanceUID": generate_uid(UID_PREFIX, entropy_srcs=key + ["series"]),
-        "SOPInstanceUID": generate_uid(UID_PREFIX, entropy_srcs=key + ["sop"]),
-        "FrameOfReferenceUID": generate_uid(UID_PREFIX, entropy_srcs=key + ["for"]),
-    }
-
-
-def _write_cbis_case(
-    root: Path, phantom: Phantom, patient_id: str, split: str, bits_stored: int, monochrome: int
-) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
-    """Write one image, its ROI masks and cropped lesions; returns (CSV rows by file, paths written)."""
-    side = _SIDE[phantom.laterality]
-    types = {les["type"] for les in phantom.lesions}
-    prefix = "Mass" if "mass" in types else "Calc" if types else "Normal"
-    base = f"{patient_id}_{side}_{phantom.view}"
-    image_rel = f"{prefix}-{split}_{base}/000000.dcm"
-    stored = to_stored(phantom.image, bits_stored, monochrome)
-    uids = image_uids(phantom.phi, phantom.laterality, phantom.view)
-    _save_dicom(
-        root / image_rel,
-        _mg_dataset(phantom, stored, uids, bits_stored, monochrome, 1, phantom.burned_in_text),
-    )
-    common = {
-        "patient_id": patient_id,
-        "left or right breast": side,
-        "image view": phantom.view,
-        "image file path": image_rel,
-    }
-    rows: dict[str, list[dict[str, Any]]] = {"mass": [], "calc": [], "normal": []}
-    if not phantom.lesions:
-        rows["normal"].append(
-            {**common, "breast_density": _DENSITY_NUMBER[phantom.density], "abnormality id": "",
-             "abnormality type": "", "mass shape": "", "mass margins": "", "assessment": 1,
-             "pathology": "NORMAL", "subtlety": "", "cropped image file path": "", "ROI mask file path": ""}
-        )
-        return rows, {"image": image_rel, "rois": []}
-    for les in phantom.lesions:
-        k = les["id"]
-        is_mass = les["type"] == "mass"
-        roi_dir = f"{'Mass' if is_mass else 'Calc'}-{split}_{base}_{k}"
-        roi_rel, crop_rel = f"{roi_dir}/000000.dcm", f"{roi_dir}/000001.dcm"
-        own = phantom.instances == k
-        r0, c0, r1, c1 = les["bbox"]
-        _save_dicom(root / roi_rel, _roi_dataset(phantom, own, _lesion_uids(phantom, k, "roi"), k))
-        pad = 8
-        cr0, cc0 = max(r0 - pad, 0), max(c0 - pad, 0)
-        crop = stored[cr0 : r1 + pad, cc0 : c1 + pad]
-        crop_ds = _mg_dataset(
-            phantom, crop, _lesion_uids(phantom, k, "crop"), bits_stored, monochrome, 2, False
-        )
-        crop_ds.SeriesDescription = "cropped images"
-        _save_dicom(root / crop_rel, crop_ds)
-        row = {
-            **common, "abnormality id": k, "abnormality type": les["type"],
-            "assessment": les["assessment"], "pathology": les["pathology"], "subtlety": les["subtlety"],
-            "cropped image file path": crop_rel, "ROI mask file path": roi_rel,
-        }
-        if is_mass:
-            row.update({"breast_density": _DENSITY_NUMBER[phantom.density],
-                        "mass shape": les["shape"].upper(), "mass margins": les["margin"].upper()})
-            rows["mass"].append(row)
-        else:
-            row.update({"breast density": _DENSITY_NUMBER[phantom.density],
-                        "calc type": les["calc_type"].upper(), "calc distribution": les["distribution"].upper()})
-            rows["calc"].append(row)
-    rois = [r["ROI mask file path"] for r in rows["mass"] + rows["calc"]]
-    return rows, {"image": image_rel, "rois": rois}
 
 
 # ----------------------------------------------------------------------------- NIfTI / PNG
@@ -377,10 +154,13 @@ def _make_case(job: _CaseJob) -> tuple[dict[str, list[dict[str, Any]]], dict[str
         lesion_fraction=job.lesion_fraction, burned_in_text=job.burned_in_text,
     )
     patient_id = f"P_{job.index // 2 + 1:05d}"
-    case_id = f"{patient_id}_{_SIDE[phantom.laterality]}_{phantom.view}"
+    case_id = f"{patient_id}_{SIDE[phantom.laterality]}_{phantom.view}"
     rows: dict[str, list[dict[str, Any]]] = {}
     if job.layout == "cbis-ddsm":
-        rows, files = _write_cbis_case(job.out, phantom, patient_id, job.split, job.bits_stored, job.monochrome)
+        stored = to_stored(phantom.image, job.bits_stored, job.monochrome)
+        rows, files = write_cbis_case(
+            job.out, phantom, stored, patient_id, job.split, job.bits_stored, job.monochrome
+        )
     else:
         ext = "nii.gz" if job.layout == "nifti" else "png"
         files = {"image": f"images/{case_id}.{ext}", "mask": f"masks/{case_id}.{ext}" if phantom.lesions else None}
@@ -476,37 +256,42 @@ def make_phantoms(
         bits_stored: bit depth of the stored DICOM pixels, 12 to 16 (NIfTI and PNG use 16).
         split: the CBIS-DDSM split word in folder names ("Training" or "Test").
         overwrite: replace an existing phantoms dataset in ``out``.
-        workers: processes rendering in parallel (1: in this process); the files are the same
-            for any number.
+        workers: processes rendering in parallel (1: in this process; 0: one per core, at most 4);
+            the files are the same for any number.
         progress: called as ``progress(done, n)`` after each image.
 
     Returns:
         the output folder.
 
     Raises:
-        ConfigError: an option is out of range.
+        ConfigError: a setting is out of range or of the wrong type (the message shows it).
         OutputExistsError: ``out`` is not empty (and not a phantoms dataset to overwrite).
     """
-    # 1. Check inputs
+    # 1. Check inputs (the one place they are checked; the CLI passes its options through)
     out = Path(out)
     try:
         check_render_args(seed, size, view, density)
     except ValueError as e:
         raise ConfigError(str(e), out) from e
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ConfigError(f"n must be a positive integer, got {n!r}", out)
-    if layout not in LAYOUTS:
-        raise ConfigError(f"layout must be one of {LAYOUTS}, got {layout!r}", out)
-    if monochrome not in (1, 2):
-        raise ConfigError(f"monochrome must be 1 or 2, got {monochrome!r}", out)
-    if not 12 <= bits_stored <= 16:
-        raise ConfigError(f"bits_stored must be 12..16, got {bits_stored!r}", out)
-    if not 0.0 <= lesion_fraction <= 1.0:
-        raise ConfigError(f"lesion_fraction must be in [0, 1], got {lesion_fraction!r}", out)
-    if workers < 1:
-        raise ConfigError(f"workers must be >= 1, got {workers!r}", out)
-    if patient_offset < 0:
-        raise ConfigError(f"patient_offset must be >= 0, got {patient_offset!r}", out)
+    view, density = view.lower(), density.lower() if density is not None else None
+
+    def need(ok: bool, name: str, what: str, value: Any) -> None:
+        if not ok:
+            raise ConfigError(f"{name} must be {what}, got {value!r}", out)
+
+    need(_is_int(n) and n >= 1, "n", "a positive integer", n)
+    need(layout in LAYOUTS, "layout", f"one of {', '.join(LAYOUTS)}", layout)
+    need(monochrome in (1, 2), "monochrome", "1 or 2", monochrome)
+    need(_is_int(bits_stored) and 12 <= bits_stored <= 16, "bits_stored", "an integer in 12..16", bits_stored)
+    need(_is_number(lesion_fraction) and 0.0 <= lesion_fraction <= 1.0, "lesion_fraction", "in [0, 1]",
+         lesion_fraction)
+    need(_is_int(patient_offset) and patient_offset >= 0, "patient_offset", "an integer >= 0", patient_offset)
+    need(spacing is None or (_is_number(spacing) and spacing > 0), "spacing", "a positive number of mm or None",
+         spacing)
+    need(_is_number(fov_mm) and fov_mm > 0, "fov_mm", "a positive number of mm", fov_mm)
+    need(isinstance(split, str) and split.strip() != "", "split", "a word such as Training or Test", split)
+    need(_is_int(workers) and workers >= 0, "workers", "an integer >= 0 (0: one per core, at most 4)", workers)
+    workers = int(workers) or min(4, os.cpu_count() or 1)
     _prepare_output(out, overwrite)
 
     # 2. Render and write each image
@@ -551,3 +336,52 @@ def render_spacing(size: tuple[int, int], spacing: float | None, fov_mm: float) 
     """The pixel spacing (row, col) in mm that ``render_phantom`` uses for these settings."""
     pixel = float(spacing) if spacing is not None else fov_mm / int(size[0])
     return (pixel, pixel)
+
+
+def make_phantoms_from_config(
+    out: str | Path,
+    cfg: dict[str, Any],
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """:func:`make_phantoms` with the settings of a phantoms config (the keys of ``configs/phantoms.yaml``,
+    e.g. from ``medsynth.config.load_config(path, kind="phantoms", overrides=...)``).
+
+    ``size`` may be ``[rows, cols]`` or a ``"ROWSxCOLS"`` string; ``spacing_mm`` is ``spacing``.
+
+    Raises:
+        ConfigError: a setting is invalid (checked by :func:`make_phantoms`).
+    """
+    return make_phantoms(
+        out, cfg["n"], cfg["seed"], size=parse_size(cfg["size"], out), view=cfg["view"], density=cfg["density"],
+        layout=cfg["layout"], monochrome=cfg["monochrome"], burned_in_text=bool(cfg["burned_in_text"]),
+        lesion_fraction=cfg["lesion_fraction"], patient_offset=cfg["patient_offset"], spacing=cfg["spacing_mm"],
+        fov_mm=cfg["fov_mm"], bits_stored=cfg["bits_stored"], split=cfg["split"], overwrite=overwrite,
+        workers=cfg["workers"], progress=progress,
+    )
+
+
+def parse_size(size: Any, out: str | Path | None = None) -> tuple[int, int]:
+    """``"512x416"`` or ``[512, 416]`` → (512, 416) rows x cols; the bounds are checked by ``make_phantoms``.
+
+    Raises:
+        ConfigError: neither form (naming ``out`` when given).
+    """
+    if isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_int(v) for v in size):
+        return int(size[0]), int(size[1])
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×,]\s*(\d+)\s*", size) if isinstance(size, str) else None
+    if match is None:
+        raise ConfigError(
+            f"size must look like ROWSxCOLS (e.g. --size 512x416, or size: [512, 416] in a config file), got {size!r}",
+            out,
+        )
+    return int(match.group(1)), int(match.group(2))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)

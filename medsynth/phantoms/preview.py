@@ -1,10 +1,12 @@
 """A PNG contact sheet of phantoms with their lesion outlines, to look at what the generator makes.
 
-``medsynth phantoms OUT --preview sheet.png`` and the docs figure ``docs/images/phantoms.png`` use it.
+``medsynth phantoms OUT --preview sheet.png`` (:func:`preview_dataset`) and the docs figure
+``docs/images/phantoms.png`` (:func:`sample_sheet`) use it.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +72,27 @@ def sample_sheet(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     return path
+
+
+def preview_dataset(root: str | Path, path: str | Path, count: int = 8) -> Path:
+    """A sheet of the first ``count`` phantoms of a dataset ``make_phantoms`` wrote, rendered again
+    from the settings its ``phantoms.json`` records (the same pixels: each depends on (seed, index) only).
+
+    Args:
+        root: the dataset folder.
+        path: the PNG to write.
+        count: how many phantoms to show (at most the dataset's size).
+
+    Returns:
+        the PNG path.
+    """
+    manifest = json.loads((Path(root) / "phantoms.json").read_text())
+    shown = [
+        render_phantom(
+            manifest["seed"], tuple(manifest["size"]), manifest["view"], manifest["density"], index=case["index"],
+            spacing=manifest["spacing_mm"][0], lesion_fraction=manifest["lesion_fraction"],
+            burned_in_text=manifest["burned_in_text"],
+        )
+        for case in manifest["cases"][:count]
+    ]
+    return sample_sheet(path, phantoms=shown)

@@ -81,11 +81,12 @@ def check_render_args(seed: int, size: tuple[int, int], view: str, density: str 
     """Raise ValueError (showing the value) for arguments render_phantom cannot use."""
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if len(size) != 2 or min(size) < 16:
+    pair = isinstance(size, (tuple, list)) and len(size) == 2
+    if not (pair and all(isinstance(s, (int, np.integer)) for s in size)) or min(size) < 16:
         raise ValueError(f"size must be (rows, cols) with both >= 16, got {size!r}")
-    if view.lower() not in VIEWS:
+    if not isinstance(view, str) or view.lower() not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
-    if density is not None and density.lower() not in DENSITY_FRACTIONS:
+    if density is not None and (not isinstance(density, str) or density.lower() not in DENSITY_FRACTIONS):
         raise ValueError(f"density must be one of {tuple(DENSITY_FRACTIONS)} or None, got {density!r}")
 
 

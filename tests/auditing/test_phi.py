@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from medsynth.auditing.phi import check_phi, walk_elements
+from medsynth.auditing.phi import check_phi
 from medsynth.config import load_config
 
 MG = "1.2.840.10008.5.1.4.1.1.1.2"
@@ -120,8 +120,3 @@ def test_file_names_and_manifest_with_patient_ids_or_paths(train_root, tmp_path)
     # P_000012 is not P_00001 (whole-token match), so no patient-ID finding in the manifest.
     assert "manifest.json contains a training patient ID" not in problems
 
-
-def test_walk_elements_covers_file_meta_and_nesting(tmp_path):
-    p = write_synthetic(tmp_path / "x.dcm", ReferencedStudySequence=Sequence([Dataset()]))
-    tags = [t for t, _ in walk_elements(pydicom.dcmread(p))]
-    assert tags[0].startswith("(0002,")

@@ -1,4 +1,4 @@
-"""load_dataset: the four layouts built by hand, mask checks, missing files, path traversal."""
+"""load_dataset: the layouts built by hand, the registry, mask checks, missing files, path traversal."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from medsynth.errors import InvalidDatasetError, InvalidMaskError, UnknownLayoutError
-from medsynth.io.datasets import load_dataset
+from medsynth.io.datasets import LAYOUTS, load_dataset
 
 CBIS_COLUMNS = ["patient_id", "breast_density", "left or right breast", "image view", "abnormality id",
                 "abnormality type", "mass shape", "mass margins", "assessment", "pathology", "subtlety",
@@ -213,3 +213,31 @@ def test_unknown_layout_lists_what_was_looked_for(tmp_path):
     message = str(info.value)
     for layout in ("cbis-ddsm", "folder", "nnunet", "monai"):
         assert layout in message
+    # One reason per layout of the registry, in the order they were tried.
+    names = [layout.name for layout in LAYOUTS]
+    assert names[0] == "generate-output" and len(names) == 5
+    assert [message.index(f"{name}: ") for name in names] == sorted(message.index(f"{name}: ") for name in names)
+    assert "no images/ subfolder" in message and "no *case_description*.csv at the root" in message
+
+
+def test_a_file_that_is_no_index_says_so(tmp_path):
+    path = tmp_path / "scan.png"
+    path.write_bytes(b"not an index")
+    with pytest.raises(UnknownLayoutError, match=r"scan\.png.*not a datalist \.json.*load_scan"):
+        load_dataset(path)
+
+
+def test_the_registry_is_the_one_list_of_layouts(tmp_path, monkeypatch, build):
+    """A layout added to LAYOUTS is tried in its turn; nothing else needs to know about it."""
+    import medsynth
+    from medsynth.io import datasets
+    from medsynth.io.layouts.base import Dataset, Found, Layout
+
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    build.png(root / "images" / "a.png", build.phantom_like((16, 16)))
+    assert load_dataset(root).layout == "folder"
+    custom = Layout("custom", lambda p: Found(p) if (p / "images").is_dir() else "no images/",
+                    lambda found, **_: Dataset(found.root, "custom", []))
+    monkeypatch.setattr(datasets, "LAYOUTS", (custom, *datasets.LAYOUTS))
+    assert medsynth.load_dataset(root).layout == "custom"  # the public name is the registry's load_dataset

@@ -16,7 +16,8 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from medsynth.errors import InvalidImageError
-from medsynth.io.dicom import find_phi, read_dicom
+from medsynth.io.dicom import read_dicom
+from medsynth.io.phi import find_phi
 from medsynth.io.readers import load_scan
 
 
@@ -275,3 +276,26 @@ def test_voi_lut_sequence_when_windowing(tmp_path, build):
 def test_dicomdir_is_not_an_image_and_is_not_followed():
     with pytest.raises(InvalidImageError, match="no PixelData"):
         load_scan(get_testdata_file("DICOMDIR"))
+
+
+
+@pytest.mark.parametrize(
+    "keyword,vr,raw",
+    [("RescaleSlope", "DS", b"abc "), ("NumberOfFrames", "IS", b"2x"), ("WindowCenter", "DS", b"mid "),
+     ("Rows", "US", b"\x01\x02\x03\x04")],
+)
+def test_a_malformed_header_value_is_one_error_naming_the_attribute(tmp_path, build, keyword, vr, raw):
+    """Every header value goes through medsynth.io.dicom_header.header_value: a value that does not
+    parse is an InvalidImageError naming the file and the attribute, never a bare ValueError."""
+    from pydicom.datadict import tag_for_keyword
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    path = build.dicom(tmp_path / "bad.dcm", build.phantom_like(), window=(2048, 4096))
+    ds = pydicom.dcmread(path)
+    tag = Tag(tag_for_keyword(keyword))
+    ds._dict[tag] = RawDataElement(tag, vr, len(raw), raw, 0, False, True)  # written as these bytes
+    ds.save_as(path)
+    with pytest.raises(InvalidImageError, match=rf"bad\.dcm: attribute {keyword} ") as info:
+        load_scan(path, window=True).pixels
+    assert "Traceback" not in str(info.value)

@@ -70,3 +70,19 @@ def test_unknown_format_and_missing_file(tmp_path):
         load_scan(path)
     with pytest.raises(FileNotFoundError, match="missing.dcm"):
         load_scan(tmp_path / "missing.dcm")
+
+
+def test_dicom_is_recognised_by_its_preamble(tmp_path, build):
+    """With the 128-byte preamble and "DICM" a file is DICOM whatever its name; without them it is
+    not (pydicom.misc.is_dicom), and reading it says so, naming the file."""
+    from medsynth.auditing.phi import is_dicom
+
+    with_preamble = build.dicom(tmp_path / "with.dcm", build.phantom_like())
+    bare = tmp_path / "IM0001"
+    bare.write_bytes(with_preamble.read_bytes())
+    stripped = tmp_path / "IM0002"
+    stripped.write_bytes(with_preamble.read_bytes()[132:])  # the file meta group first, no preamble
+    assert (sniff_format(bare), is_dicom(bare)) == ("dicom", True)
+    assert (sniff_format(stripped), is_dicom(stripped)) == (None, False)
+    with pytest.raises(InvalidImageError, match=r"IM0002.*not a DICOM file"):
+        load_scan(stripped.rename(tmp_path / "IM0002.dcm"))

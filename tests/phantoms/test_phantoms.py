@@ -19,7 +19,8 @@ from scipy import ndimage
 
 from medsynth.errors import ConfigError, OutputExistsError
 from medsynth.phantoms import CALC_LABEL, MASS_LABEL, make_phantoms, render_phantom
-from medsynth.phantoms.layouts import CALC_COLUMNS, CASES_COLUMNS, MASS_COLUMNS
+from medsynth.phantoms.cbis import CALC_COLUMNS, MASS_COLUMNS
+from medsynth.phantoms.layouts import CASES_COLUMNS
 
 SMALL = (128, 104)
 
@@ -398,6 +399,69 @@ def test_cli_rejects_bad_choices_in_process(tmp_path):
     assert main(["phantoms", str(tmp_path / "a"), "--n", "1", "--density", "e"]) == 2
     assert main(["phantoms", str(tmp_path / "b"), "--n", "1", "--layout", "zip"]) == 2
     assert main(["phantoms", str(tmp_path / "c"), "--n", "1", "--size", "128x104", "--layout", "nifti"]) == 0
+
+
+def test_cli_options_override_only_what_was_typed(tmp_path):
+    """--config sets n and seed; --seed on the command line wins, n stays the file's."""
+    from medsynth.cli import main
+
+    cfg = tmp_path / "ph.yaml"
+    cfg.write_text("n: 3\nseed: 7\nsize: [64, 52]\nlayout: folder\nworkers: 1\n")
+    assert main(["phantoms", str(tmp_path / "a"), "--config", str(cfg), "--seed", "9"]) == 0
+    manifest = json.loads((tmp_path / "a" / "phantoms.json").read_text())
+    assert (manifest["n"], manifest["seed"], manifest["size"], manifest["layout"]) == (3, 9, [64, 52], "folder")
+
+
+def test_settings_are_checked_once_in_the_api(tmp_path, capsys):
+    """A bad value from a config file and the same value typed as an option end in the same message:
+    the one the API raises (the CLI checks nothing itself)."""
+    from medsynth.cli import main
+    from medsynth.phantoms import make_phantoms_from_config
+
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("density: 3\n")
+    assert main(["phantoms", str(tmp_path / "a"), "--config", str(cfg)]) == 2
+    assert "density must be one of ('a', 'b', 'c', 'd') or None, got 3" in capsys.readouterr().err
+    assert main(["phantoms", str(tmp_path / "b"), "--density", "e"]) == 2
+    from_option = capsys.readouterr().err
+    with pytest.raises(ConfigError) as info:
+        make_phantoms(tmp_path / "c", n=1, seed=0, density="e")
+    assert info.value.message in from_option
+    with pytest.raises(ConfigError, match="bits_stored must be an integer in 12..16, got 'x'"):
+        make_phantoms_from_config(tmp_path / "d", {**_defaults(), "bits_stored": "x"})
+    assert not any((tmp_path / d).exists() for d in "abcd")
+
+
+def _defaults() -> dict:
+    from medsynth.config import load_config
+
+    return load_config(None, kind="phantoms")
+
+
+def test_make_phantoms_from_config_matches_make_phantoms(tmp_path):
+    from medsynth.phantoms import make_phantoms_from_config
+
+    cfg = {**_defaults(), "n": 2, "seed": 4, "size": "64x52", "view": "MLO", "density": "B", "workers": 0}
+    a = make_phantoms_from_config(tmp_path / "a", cfg)
+    b = make_phantoms(tmp_path / "b", 2, 4, size=(64, 52), view="mlo", density="b")
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+
+
+@pytest.mark.parametrize("text,expected", [("512x416", (512, 416)), (" 64 X 52 ", (64, 52)), ([96, 80], (96, 80))])
+def test_parse_size(text, expected):
+    from medsynth.phantoms.layouts import parse_size
+
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["12x", "64x52x3", [64.5, 52], 64])
+def test_parse_size_refuses(bad):
+    from medsynth.phantoms.layouts import parse_size
+
+    with pytest.raises(ConfigError, match="ROWSxCOLS"):
+        parse_size(bad)
 
 
 # ----------------------------------------------------------------------------- texture statistics
