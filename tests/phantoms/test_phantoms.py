@@ -506,8 +506,8 @@ def test_breast_texture_is_close_to_one_over_f_cubed():
 
 def test_one_class_table_and_one_margin_spelling():
     from medsynth.generation.masks import MASS_MARGINS as generation_margins
-    from medsynth.io.datasets import CBIS_LABELS
     from medsynth.io.labels import LABELS
+    from medsynth.io.layouts.cbis_ddsm import CBIS_LABELS
     from medsynth.io.writers import LABELS as written_labels
     from medsynth.phantoms.lesions import MASS_MARGINS
 
