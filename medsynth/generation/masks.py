@@ -127,14 +127,24 @@ def parse_size_mm(size_mm: str | Sequence[float]) -> tuple[float, float]:
     return parts[0], parts[1]
 
 
+def _defaults(**given: Any) -> dict[str, Any]:
+    """``given`` with every None replaced by the ``masks`` setting of ``configs/generate.yaml``."""
+    from medsynth.config import load_config
+
+    section = load_config(kind="generate")["masks"]
+    return {k: section[k] if v is None else v for k, v in given.items()}
+
+
 class ShapeMaskSource:
     """BI-RADS-like lesion outlines drawn with the phantom lesion renderer.
 
     Args:
-        shapes: mass shapes to draw from (default all of :data:`MASS_SHAPES`).
-        margins: mass margins to draw from (default all of :data:`MASS_MARGINS`).
+        shapes: mass shapes to draw from.
+        margins: mass margins to draw from.
         size_mm: (min, max) lesion diameter in mm (a mass's body; a calcification cluster's span).
         classes: lesion classes to draw from, ``mass`` and/or ``calcification``.
+
+    An argument left as None takes its value from the ``masks`` section of ``configs/generate.yaml``.
     """
 
     name = "shapes"
@@ -143,9 +153,11 @@ class ShapeMaskSource:
         self,
         shapes: Sequence[str] | str | None = None,
         margins: Sequence[str] | str | None = None,
-        size_mm: str | Sequence[float] = (5.0, 15.0),
-        classes: Sequence[str] | str | None = ("mass",),
+        size_mm: str | Sequence[float] | None = None,
+        classes: Sequence[str] | str | None = None,
     ) -> None:
+        shapes, margins, size_mm, classes = _defaults(shapes=shapes, margins=margins, size_mm=size_mm,
+                                                      classes=classes).values()
         self.shapes = _parse_choices(shapes, MASS_SHAPES, "shape")
         self.margins = _parse_choices(margins, MASS_MARGINS, "margin")
         self.classes = _parse_choices(classes, CLASSES, "lesion class")
@@ -277,13 +289,17 @@ class RealMaskSource:
 
     Raises:
         InvalidDatasetError: the dataset holds no lesion mask.
+    An argument left as None takes its value from the ``masks`` section of ``configs/generate.yaml``.
     """
 
     name = "real"
 
-    def __init__(self, data: str | Path | Sequence[Any], scale: Sequence[float] = (0.8, 1.25),
-                 rotation_deg: float = 180.0, elastic_alpha_mm: float = 1.5, elastic_sigma_mm: float = 3.0,
-                 flip: bool = True) -> None:
+    def __init__(self, data: str | Path | Sequence[Any], scale: Sequence[float] | None = None,
+                 rotation_deg: float | None = None, elastic_alpha_mm: float | None = None,
+                 elastic_sigma_mm: float | None = None, flip: bool = True) -> None:
+        scale, rotation_deg, elastic_alpha_mm, elastic_sigma_mm = _defaults(
+            scale=scale, rotation_deg=rotation_deg, elastic_alpha_mm=elastic_alpha_mm,
+            elastic_sigma_mm=elastic_sigma_mm).values()
         if isinstance(data, (str, Path)):
             from medsynth.io.datasets import load_dataset
 

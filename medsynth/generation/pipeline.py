@@ -47,6 +47,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from medsynth.config import load_config
 from medsynth.errors import ConfigError, InvalidDatasetError, InvalidMaskError, MedsynthError, OutputExistsError
 from medsynth.generation.manifest import (
     MANIFEST_NAME,
@@ -57,7 +58,7 @@ from medsynth.generation.manifest import (
     write_dataset_card,
     write_manifest,
 )
-from medsynth.generation.masks import LesionMask, MaskSource, make_mask_source
+from medsynth.generation.masks import LesionMask, MaskSource, make_mask_source, mask_settings
 from medsynth.generation.placement import PlacementSettings, allowed_region, place_lesion, tissue_mask
 from medsynth.generation.state import (
     STATE_DIR,
@@ -331,16 +332,16 @@ def generate(
     n: int,
     out: str | Path,
     format: str,
-    seed: int = 0,
+    seed: int | None = None,
     adapter: str | Path | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
     num_inference_steps: int | None = None,
     progress: bool = True,
     *,
-    model_batch: int = 8,
-    lesions_per_case: int = 1,
+    model_batch: int | None = None,
+    lesions_per_case: int | None = None,
     placement: PlacementSettings | dict[str, float] | None = None,
     mask_options: dict[str, Any] | None = None,
     writer_options: dict[str, Any] | None = None,
@@ -348,6 +349,7 @@ def generate(
     rank: int | None = None,
     world_size: int | None = None,
     barrier: Callable[[], None] | None = None,
+    config: str | Path | dict[str, Any] | None = None,
 ) -> GenerationResult:
     """Generate ``n`` synthetic cases (image + label map) into ``out`` in ``format``.
 
@@ -374,6 +376,9 @@ def generate(
         salt: 32 bytes for the background identities (default: random, discarded at the end).
         rank, world_size: this process's share (default: from ``accelerate``, else 0 of 1).
         barrier: synchronisation between processes (default: accelerate's ``wait_for_everyone``).
+        config: a generate config (YAML path or dict) laid over ``configs/generate.yaml``. Every
+            setting left as None here (seed, batch_size, model_batch, lesions_per_case, placement,
+            mask and nnU-Net writer options) comes from it.
 
     Returns:
         A :class:`GenerationResult`.
@@ -385,6 +390,12 @@ def generate(
         OutputExistsError: ``out`` is not empty and neither resume nor overwrite was asked for.
     """
     # 1. Check inputs -- all of them before anything is written.
+    cfg = load_config(config, kind="generate", overrides={
+        "seed": seed, "batch_size": batch_size, "model_batch": model_batch, "lesions_per_case": lesions_per_case})
+    seed, batch_size, model_batch, lesions_per_case = (
+        cfg["seed"], cfg["batch_size"], cfg["model_batch"], cfg["lesions_per_case"])
+    if writer_options is None and format == "nnunet":
+        writer_options = dict(cfg["nnunet"])
     out = Path(out)
     if format not in FORMATS:
         raise ConfigError(f"unknown output format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -400,17 +411,13 @@ def generate(
         raise ConfigError("give resume or overwrite, not both")
     if salt is not None and len(salt) < 16:
         raise ConfigError("salt must be at least 16 bytes")
-    if isinstance(placement, dict):
-        try:
-            placement = PlacementSettings(**{k: float(v) for k, v in placement.items()})
-        except TypeError as e:
-            raise ConfigError(
-                f"unknown placement setting ({e}); known: skin_margin_mm, chest_wall_margin_mm, gap_mm"
-            ) from e
-    placement = placement or PlacementSettings()
+    if not isinstance(placement, PlacementSettings):
+        placement = PlacementSettings.from_config({**cfg["placement"], **(placement or {})})
     model_obj, model_facts = _load_model(model, adapter)
     steps = int(num_inference_steps or model_obj.config.get("num_inference_steps", 25))
     model_facts["num_inference_steps"] = steps
+    if isinstance(masks, str):
+        masks, mask_options = mask_settings(cfg["masks"], source=masks, **(mask_options or {}))
     mask_source = make_mask_source(masks, **(mask_options or {}))
     cases, backgrounds_fp = _load_backgrounds(backgrounds)
     roi_mm = model_facts["image_size"] * model_facts["spacing_mm"]

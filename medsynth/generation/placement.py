@@ -52,11 +52,23 @@ def _expand(mask: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PlacementSettings:
-    """Margins of lesion placement, in mm."""
+    """Margins of lesion placement, in mm (defaults: the ``placement`` section of ``configs/generate.yaml``)."""
 
-    skin_margin_mm: float = 3.0
-    chest_wall_margin_mm: float = 5.0
-    gap_mm: float = 2.0
+    skin_margin_mm: float
+    chest_wall_margin_mm: float
+    gap_mm: float
+
+    @classmethod
+    def from_config(cls, given: dict[str, float] | None = None) -> "PlacementSettings":
+        """The settings of ``configs/generate.yaml`` with ``given`` laid over them.
+
+        Raises:
+            ConfigError: an unknown setting.
+        """
+        from medsynth.config import load_config
+
+        section = load_config({"placement": dict(given or {})}, kind="generate")["placement"]
+        return cls(**{k: float(v) for k, v in section.items()})
 
 
 def tissue_mask(image: np.ndarray, min_area_fraction: float = 0.01) -> np.ndarray:
@@ -106,15 +118,16 @@ def chest_wall_side(tissue: np.ndarray) -> str:
 
 
 def allowed_region(tissue: np.ndarray, spacing: tuple[float, float], occupied: np.ndarray | None = None,
-                   settings: PlacementSettings = PlacementSettings()) -> np.ndarray:
+                   settings: PlacementSettings | None = None) -> np.ndarray:
     """Pixels a lesion may cover: inside the tissue and away from skin, chest wall and other lesions.
 
     Args:
         tissue: bool tissue mask.
         spacing: (row, col) mm per pixel.
         occupied: bool mask of lesions already in the image (None: none).
-        settings: the margins.
+        settings: the margins (None: ``configs/generate.yaml``).
     """
+    settings = settings or PlacementSettings.from_config()
     tissue = np.asarray(tissue, dtype=bool)
     shape = tissue.shape
     side = chest_wall_side(tissue)

@@ -135,9 +135,9 @@ def lesion_rois(
 
 def load_image_set(
     data: Any,
-    image_px: int = 128,
-    roi_mm: float = 32.0,
-    roi_px: int = 64,
+    image_px: int | None = None,
+    roi_mm: float | None = None,
+    roi_px: int | None = None,
     with_rois: bool = True,
     what: str = "images",
     progress: bool = False,
@@ -150,6 +150,7 @@ def load_image_set(
         image_px: side of the preprocessed whole images.
         roi_mm: physical side of lesion crops.
         roi_px: side of lesion crops in pixels.
+            (None: the setting of ``configs/evaluate.yaml``, for each of the three.)
         with_rois: also crop lesion ROIs when the cases carry masks.
         what: how messages name this set ("real", "synthetic", ...).
         progress: show a rich progress bar while reading.
@@ -160,6 +161,10 @@ def load_image_set(
     """
     if isinstance(data, ImageSet):
         return data
+    from medsynth.config import load_config
+
+    cfg = load_config(kind="evaluate", overrides={"image_px": image_px, "roi_mm": roi_mm, "roi_px": roi_px})
+    image_px, roi_mm, roi_px = int(cfg["image_px"]), float(cfg["roi_mm"]), int(cfg["roi_px"])
     if isinstance(data, (str, Path)):
         from medsynth.io.datasets import load_dataset
 

@@ -43,7 +43,7 @@ from medsynth.errors import ConfigError, OutputExistsError
 from medsynth.io.writers.atomic import atomic_path, atomic_write_bytes
 from medsynth.phantoms.cbis import CALC_COLUMNS, MASS_COLUMNS, SIDE, write_cbis_case
 from medsynth.phantoms.lesions import CALC_LABEL, MASS_LABEL
-from medsynth.phantoms.render import DEFAULT_FOV_MM, DEFAULT_SIZE, Phantom, check_render_args, render_phantom
+from medsynth.phantoms.render import Phantom, check_render_args, render_phantom
 
 LAYOUTS = ("cbis-ddsm", "nifti", "folder")
 CASES_COLUMNS = [
@@ -215,19 +215,19 @@ def make_phantoms(
     out: str | Path,
     n: int,
     seed: int,
-    size: tuple[int, int] = DEFAULT_SIZE,
-    view: str = "cc",
+    size: tuple[int, int] | None = None,
+    view: str | None = None,
     density: str | None = None,
-    layout: str = "cbis-ddsm",
-    monochrome: int = 2,
-    burned_in_text: bool = False,
-    lesion_fraction: float = 0.75,
-    patient_offset: int = 0,
+    layout: str | None = None,
+    monochrome: int | None = None,
+    burned_in_text: bool | None = None,
+    lesion_fraction: float | None = None,
+    patient_offset: int | None = None,
     *,
     spacing: float | None = None,
-    fov_mm: float = DEFAULT_FOV_MM,
-    bits_stored: int = 12,
-    split: str = "Training",
+    fov_mm: float | None = None,
+    bits_stored: int | None = None,
+    split: str | None = None,
     overwrite: bool = False,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
@@ -257,8 +257,12 @@ def make_phantoms(
         split: the CBIS-DDSM split word in folder names ("Training" or "Test").
         overwrite: replace an existing phantoms dataset in ``out``.
         workers: processes rendering in parallel (1: in this process; 0: one per core, at most 4);
-            the files are the same for any number.
+            the files are the same for any number. A run-time choice, not a setting of the data: the
+            API renders in this process unless asked, the CLI uses the ``workers`` setting.
         progress: called as ``progress(done, n)`` after each image.
+
+    Every setting left as None (all but ``density`` and ``spacing``, whose None has a meaning that
+    ``configs/phantoms.yaml`` also gives them) takes its value from ``configs/phantoms.yaml``.
 
     Returns:
         the output folder.
@@ -268,6 +272,16 @@ def make_phantoms(
         OutputExistsError: ``out`` is not empty (and not a phantoms dataset to overwrite).
     """
     # 1. Check inputs (the one place they are checked; the CLI passes its options through)
+    from medsynth.config import load_config
+
+    cfg = load_config(kind="phantoms", overrides=dict(
+        size=size, view=view, layout=layout, monochrome=monochrome, burned_in_text=burned_in_text,
+        lesion_fraction=lesion_fraction, patient_offset=patient_offset, fov_mm=fov_mm, bits_stored=bits_stored,
+        split=split))
+    size = size if size is not None else parse_size(cfg["size"], out)
+    view, layout, monochrome, burned_in_text = cfg["view"], cfg["layout"], cfg["monochrome"], cfg["burned_in_text"]
+    lesion_fraction, patient_offset, fov_mm = cfg["lesion_fraction"], cfg["patient_offset"], cfg["fov_mm"]
+    bits_stored, split = cfg["bits_stored"], cfg["split"]
     out = Path(out)
     try:
         check_render_args(seed, size, view, density)

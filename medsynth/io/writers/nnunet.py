@@ -41,15 +41,22 @@ class NnunetWriter:
 
     Args:
         out: output root; the dataset folder ``DatasetXXX_Name`` is made inside it.
-        dataset_id: nnU-Net dataset id (1..999; 500+ is customary for user datasets).
-        dataset_name: the name part of the folder.
+        dataset_id: nnU-Net dataset id (1..999; 500+ is customary for user datasets); None: the
+            ``nnunet`` section of ``configs/generate.yaml``.
+        dataset_name: the name part of the folder; None: as ``dataset_id``.
         description: free text for ``dataset.json``.
     """
 
     format = "nnunet"
 
-    def __init__(self, out: Path, dataset_id: int = 500, dataset_name: str = "MedsynthSynthetic",
+    def __init__(self, out: Path, dataset_id: int | None = None, dataset_name: str | None = None,
                  description: str = "Synthetic mammography lesion segmentation data made by medsynth.") -> None:
+        if dataset_id is None or dataset_name is None:
+            from medsynth.config import load_config
+
+            section = load_config(kind="generate")["nnunet"]
+            dataset_id = section["dataset_id"] if dataset_id is None else dataset_id
+            dataset_name = section["dataset_name"] if dataset_name is None else dataset_name
         self.out = Path(out)
         self.folder = dataset_folder_name(dataset_id, dataset_name)
         self.root = self.out / self.folder
