@@ -12,9 +12,16 @@ from medsynth.io.writers.atomic import atomic_write_text
 from medsynth.utils import jsonable
 
 
-def check_record(name: str, value: Any, threshold: Any, passed: bool, **details: Any) -> dict[str, Any]:
-    """One check of the audit: its name, measured value, threshold, whether it passed, and evidence."""
-    return {"name": name, "value": value, "threshold": threshold, "passed": bool(passed), "details": details}
+def check_record(name: str, value: Any, threshold: Any, passed: bool, status: str | None = None,
+                 **details: Any) -> dict[str, Any]:
+    """One check of the audit: its name, measured value, threshold, whether it passed, and evidence.
+
+    ``status`` is what the report shows: "pass", "fail", or "inconclusive" (the check could not tell,
+    e.g. too few samples; ``passed`` then follows the config's ``inconclusive`` setting). By default
+    it follows ``passed``.
+    """
+    return {"name": name, "value": value, "threshold": threshold, "passed": bool(passed),
+            "status": status or ("pass" if passed else "fail"), "details": details}
 
 
 @dataclass
