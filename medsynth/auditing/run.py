@@ -419,13 +419,13 @@ def _leak_checks(scope: str, sample: SampleLeaks | None, patient: PatientLeaks |
     policy = cfg["inconclusive"]
     lcfg = cfg["leaks"]
     out = []
+    cal = cfg["memorization"]["calibration"]
+    why = (f"the holdout has {n_holdout} {scope}(s), fewer than min_holdout={cal['min_holdout']}, too few to tell "
+           "how close fresh data comes to the training set" if cal["enabled"] else
+           "calibration is switched off, so there is no model of how close fresh data comes")
     if sample is None:
         passed, status = _status(True, True, policy)
-        out.append(check_record(
-            f"leak_sample_{scope}", None, None, passed, status,
-            note=f"not checked: the holdout has {n_holdout} {scope}(s), fewer than "
-                 f"min_holdout={cfg['memorization']['calibration']['min_holdout']}, too few to tell how close "
-                 "fresh data comes to the training set"))
+        out.append(check_record(f"leak_sample_{scope}", None, None, passed, status, note=f"not checked: {why}"))
     else:
         passed = len(sample.flagged) == 0
         out.append(check_record(
@@ -435,8 +435,7 @@ def _leak_checks(scope: str, sample: SampleLeaks | None, patient: PatientLeaks |
                  "fails below alpha / n_synthetic"))
     if patient is None:
         passed, status = _status(True, True, policy)
-        out.append(check_record(f"leak_patient_{scope}", None, None, passed, status,
-                                note=f"not checked: the holdout has {n_holdout} {scope}(s), too few"))
+        out.append(check_record(f"leak_patient_{scope}", None, None, passed, status, note=f"not checked: {why}"))
     else:
         passed = not patient.flagged
         strongest = patient.strongest
