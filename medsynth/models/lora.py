@@ -19,7 +19,7 @@ from medsynth.models.adapters import ADAPTER_CONFIG, save_adapter, wrap_lora
 from medsynth.models.data import PatchBank, build_patch_bank
 from medsynth.models.inpainter import LesionInpainter
 from medsynth.models.pretrained import versions
-from medsynth.models.privacy import DPSettings
+from medsynth.models.privacy import DPSettings, check_dp_precision
 from medsynth.models.training import check_output_dir, run_loop
 
 
@@ -70,6 +70,8 @@ def finetune_lora(
     rank, alpha, targets = int(lora_cfg["rank"]), lora_cfg["alpha"], list(lora_cfg["target_modules"])
     ckpt = check_output_dir(out, resume, ADAPTER_CONFIG)
     settings = DPSettings.from_any(dp, cfg.get("dp"))
+    if settings is not None:
+        check_dp_precision(cfg["training"]["mixed_precision"])  # before the patches are cut
     model_config = base.config
     bank = data if isinstance(data, PatchBank) else build_patch_bank(
         data, int(model_config["image_size"]), float(model_config["spacing_mm"]), cfg["data"],
