@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from medsynth.config import load_config
 from medsynth.models.adapters import ADAPTER_CONFIG, save_adapter, wrap_lora
 from medsynth.models.data import PatchBank, build_patch_bank
@@ -77,6 +79,9 @@ def finetune_lora(
         data, int(model_config["image_size"]), float(model_config["spacing_mm"]), cfg["data"],
         seed=int(cfg["training"]["seed"]), progress=progress,
     )
+    # The adapter's initial weights come from torch's global generator: seed it, as train() does before
+    # building the UNet, so the same settings give the same adapter whatever ran before in the process.
+    torch.manual_seed(int(cfg["training"]["seed"]))
     peft_unet = wrap_lora(base.unet, rank, alpha, targets, float(lora_cfg["dropout"]))
     result = run_loop(peft_unet, bank, model_config, cfg["training"], cfg["data"], ckpt, resume, settings,
                       max_steps=max_steps, progress=progress, description="fine-tuning LoRA")
