@@ -105,6 +105,19 @@ def verify_part(dp: dict[str, Any] | None) -> dict[str, Any]:
     if not dp:
         return {"dp_trained": False, "epsilon": None, "delta": None, "noise": None, "problem": None}
     out = {**(dp_record(dp) or {}), "dp_trained": True, "recomputed_epsilon": None, "problem": None}
+    if isinstance(dp.get("parts"), dict):  # itself a composition (an adapter merged into a saved model)
+        sub = {name: verify_part(part) for name, part in dp["parts"].items()}
+        problems = [f"{name}: {p['problem']}" for name, p in sub.items() if p["problem"]]
+        if not all(p["dp_trained"] for p in sub.values()):
+            problems.append("a composed DP entry has a part without DP")
+        out["parts"] = sub
+        if problems:
+            out["problem"] = "; ".join(problems)
+            return out
+        out["recomputed_epsilon"] = sum(float(p["recomputed_epsilon"]) for p in sub.values())
+        if not math.isclose(float(dp.get("epsilon") or 0.0), out["recomputed_epsilon"], rel_tol=EPSILON_RTOL):
+            out["problem"] = f"composed ε {dp.get('epsilon')} is not the sum of its parts' ε"
+        return out
     try:
         recorded = float(dp["epsilon"])
         recomputed = recompute_epsilon(dp)

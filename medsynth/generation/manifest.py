@@ -63,12 +63,13 @@ def library_versions() -> dict[str, str]:
 
 def card_facts(card: dict[str, Any]) -> dict[str, Any]:
     """What the manifest keeps of the model's card and, when an adapter is loaded, of the adapter's:
-    data fingerprint and counts, steps, DP record. Never a path (the cards' ``data.source``,
-    ``base_model.path`` and ``adapter.path`` stay out)."""
+    data counts, steps, DP record. Nothing that points at the training data: no path (the cards'
+    ``data.source``, ``base_model.path``, ``adapter.path``), no layout name, no data fingerprint (with
+    it, whoever holds a dataset could test whether it trained the model); the model card keeps those."""
 
     def data(d: Any) -> dict[str, Any]:
         d = d if isinstance(d, dict) else {}
-        return {k: d[k] for k in ("layout", "n_cases", "n_lesion_crops", "n_healthy_crops", "fingerprint") if k in d}
+        return {k: d[k] for k in ("n_cases", "n_lesion_crops", "n_healthy_crops") if k in d}
 
     def steps(t: Any) -> dict[str, Any]:
         t = t if isinstance(t, dict) else {}

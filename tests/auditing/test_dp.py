@@ -127,3 +127,14 @@ def test_cli_and_html_show_not_dp_not_pass(tmp_path):
     check = dp_check(dp_budget(None, _model_dir(tmp_path, None), _Syn(tmp_path)), NO_MAX)
     row = _checks_table([check])
     assert "not DP" in row and ">pass<" not in row
+
+
+def test_a_composed_entry_in_a_card_is_verified_part_by_part(tmp_path):
+    """A saved model that merged an adapter carries a composed dp entry: each part is recomputed."""
+    parts = {"base": _record(steps=100), "adapter": _record(steps=50, q=0.1)}
+    total = parts["base"]["epsilon"] + parts["adapter"]["epsilon"]
+    composed = {"epsilon": total, "delta": 2e-5, "noise": "csprng", "parts": parts}
+    dp = dp_budget(None, _model_dir(tmp_path, composed), _Syn(tmp_path))
+    assert dp_check(dp, NO_MAX)["status"] == "pass" and dp["epsilon"] == pytest.approx(total)
+    lowered = {**composed, "epsilon": total / 2}
+    assert dp_check(dp_budget(None, _model_dir(tmp_path, lowered, "low"), _Syn(tmp_path)), NO_MAX)["status"] == "fail"
