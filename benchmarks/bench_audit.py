@@ -12,6 +12,8 @@ which costs the same as real ones: exact search does not look at the values.
     python -m benchmarks.bench_audit                       # 1k, 10k (and 100k) x 10k, D=128
     python -m benchmarks.bench_audit --sizes 1000 10000 --dim 4096 --queries 2000
     python -m benchmarks.bench_audit --pipeline            # + the full NCC/shift/flip pipeline on 64 px ROIs
+    python -m benchmarks.bench_audit --demo demo-output --sizes  # the audit on a demo's output: fixed vs
+                                                           # calibrated thresholds, and each MIA attack's cost
 """
 
 from __future__ import annotations
@@ -154,9 +156,57 @@ def pipeline(n_train: int, n_syn: int, px: int = 64) -> dict[str, Any]:
             "peak_extra_mb": max(0.0, watch.peak - base), "variants": len(cfg["flips"]) * len(cfg["zooms"])}
 
 
+def demo_stages(demo: str) -> list[dict[str, Any]]:
+    """The audit on a ``medsynth demo`` output folder: without and with calibration (the holdout is
+    searched too), and the time per lesion ROI of each membership-inference attack on the demo's model."""
+    from pathlib import Path
+
+    from medsynth.auditing.mia import (
+        lesion_patches,
+        model_losses,
+        pia_distances,
+        training_lesion_rule,
+    )
+    from medsynth.auditing.run import audit
+    from medsynth.config import load_config
+    from medsynth.io.datasets import load_dataset
+    from medsynth.models.inpainter import LesionInpainter
+
+    d = Path(demo)
+    sets = (d / "data" / "train", d / "synthetic", d / "data" / "holdout")
+    rows = []
+    for label, cfg in (("fixed thresholds", {"memorization": {"calibration": {"enabled": False}}}),
+                       ("calibrated thresholds + leak checks", None)):
+        t0 = time.perf_counter()
+        res = audit(*sets, config=cfg, progress=False)
+        rows.append({"kind": "audit", "label": label, "seconds": time.perf_counter() - t0, "verdict": res.verdict,
+                     "flagged": len(res.memorization["flagged"])})
+    model = LesionInpainter.from_pretrained(d / "model")
+    icfg = load_config(None, kind="audit")["mia"]
+    px = int(model.config["image_size"])
+    roi_mm = float(model.config.get("roi_mm") or px * float(model.config["spacing_mm"]))
+    patches, masks, _ = lesion_patches(load_dataset(sets[0]), roi_mm, px, 64, 0, training_lesion_rule(model))
+    num_t = int(model.config["num_train_timesteps"])
+    t_multi = [int(f * (num_t - 1)) for f in icfg["multi_timesteps"]]
+    t_pia = [int(f * (num_t - 1)) for f in icfg["pia_timesteps"]]
+    attacks = {
+        "loss (1 t x 4 noise draws)": lambda: model_losses(model, patches, masks, [int(0.1 * (num_t - 1))],
+                                                           [0, 1, 2, 3], 32),
+        "multi_t (5 t x 1 draw)": lambda: model_losses(model, patches, masks, t_multi, [0], 32),
+        "pia (eps0 + 2 t)": lambda: pia_distances(model, patches, masks, t_pia, 32),
+    }
+    for label, fn in attacks.items():
+        t0 = time.perf_counter()
+        fn()
+        rows.append({"kind": "mia", "label": label, "ms_per_roi": 1000 * (time.perf_counter() - t0) / len(patches),
+                     "rois": len(patches), "px": px})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000, 100000],
+                    help="training-set sizes of the search benchmark (none: skip it)")
     ap.add_argument("--queries", type=int, default=10000)
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--k", type=int, default=50, help="neighbours per query (Carlini's n = 50)")
@@ -165,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the full-matrix NumPy baseline when M x N floats exceed this")
     ap.add_argument("--kinds", nargs="+", default=["faiss", "numpy_full", "numpy_batched"])
     ap.add_argument("--pipeline", action="store_true", help="also time the full NCC pipeline on 64 px ROIs")
+    ap.add_argument("--demo", default=None, help="a `medsynth demo` output folder: time the audit's stages on it")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
 
@@ -199,6 +250,15 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(f"pipeline (64 px ROIs, {row['variants']} flip/zoom variants, shifts): N={n} M=1000 "
                   f"{row['seconds']:.2f} s, peak +{row['peak_extra_mb']:.0f} MB", flush=True)
+    if args.demo:
+        for row in demo_stages(args.demo):
+            rows.append(row)
+            if row["kind"] == "audit":
+                print(f"audit of {args.demo}, {row['label']}: {row['seconds']:.1f} s, verdict {row['verdict']}, "
+                      f"{row['flagged']} flagged", flush=True)
+            else:
+                print(f"MIA {row['label']}: {row['ms_per_roi']:.1f} ms per {row['px']} px ROI "
+                      f"({row['rois']} ROIs)", flush=True)
     if args.out:
         with open(args.out, "w") as fh:
             json.dump({"machine": machine, "matmul_gflops": roof, "results": rows}, fh, indent=2)

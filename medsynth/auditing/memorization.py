@@ -209,6 +209,32 @@ def make_embedder(spec: str | None, train_arrays: np.ndarray, cache_dir: Any = N
     return get_extractor(spec, real=train_arrays, cache_dir=cache_dir, config=options or None)
 
 
+def flag_samples(scores: dict[str, np.ndarray | None],
+                 thresholds: dict[str, float | None]) -> tuple[np.ndarray, list[list[str]]]:
+    """Which samples cross any space's threshold, and which spaces each crossed.
+
+    Args:
+        scores: per space ("ncc", "ssim", "carlini_ratio", "embedding_cosine"), one score per sample
+            (None: the space was not computed).
+        thresholds: per space, the threshold (None: report only). A sample is flagged at NCC, SSIM or
+            cosine >= its threshold, or at Carlini ratio <= its threshold; NaN never crosses.
+    """
+    m = len(next(v for v in scores.values() if v is not None))
+    flagged = np.zeros(m, dtype=bool)
+    reasons: list[list[str]] = [[] for _ in range(m)]
+    for key in ("ncc", "ssim", "carlini_ratio", "embedding_cosine"):
+        values, limit = scores.get(key), thresholds.get(key)
+        if values is None or limit is None:
+            continue
+        below = key == "carlini_ratio"
+        values = np.nan_to_num(np.asarray(values), nan=np.inf if below else -np.inf)
+        hit = values <= float(limit) if below else values >= float(limit)
+        flagged |= hit
+        for i in np.nonzero(hit)[0]:
+            reasons[i].append(key)
+    return flagged, reasons
+
+
 @dataclass
 class ScopeResult:
     """Nearest-neighbour evidence for one scope ("image" or "roi") of the synthetic set.
@@ -229,6 +255,15 @@ class ScopeResult:
     embedding_name: str | None
     flagged: np.ndarray  # bool
     reasons: list[list[str]]
+
+    def scores(self) -> dict[str, np.ndarray | None]:
+        """Each space's scores by name (None: not computed)."""
+        return {"ncc": self.ncc, "ssim": self.ssim, "carlini_ratio": self.carlini_ratio,
+                "embedding_cosine": self.embedding_cosine}
+
+    def reflag(self, thresholds: dict[str, float | None]) -> None:
+        """Flag again with other thresholds (the calibrated ones)."""
+        self.flagged, self.reasons = flag_samples(self.scores(), thresholds)
 
 
 def nearest_training(
@@ -348,24 +383,9 @@ def nearest_training(
             emb_cos[better], emb_idx[better] = s[better, 0], i[better, 0]
 
     # 6. Flags: any space over its threshold.
-    th = cfg["thresholds"]
-    flagged = np.zeros(m, dtype=bool)
-    reasons: list[list[str]] = [[] for _ in range(m)]
-    tests = [
-        ("ncc", th.get("ncc"), best_ncc, False),
-        ("ssim", th.get("ssim"), ssim, False),
-        ("carlini_ratio", th.get("carlini_ratio"), ratio, True),
-    ]
-    if emb_cos is not None:
-        tests.append(("embedding_cosine", th.get("embedding_cosine"), emb_cos, False))
-    for key, limit, values, below in tests:
-        if limit is None:
-            continue
-        values = np.nan_to_num(values, nan=np.inf if below else -np.inf)
-        hit = values <= float(limit) if below else values >= float(limit)
-        flagged |= hit
-        for i in np.nonzero(hit)[0]:
-            reasons[i].append(key)
+    flagged, reasons = flag_samples(
+        {"ncc": best_ncc, "ssim": ssim, "carlini_ratio": ratio, "embedding_cosine": emb_cos}, cfg["thresholds"]
+    )
 
     return ScopeResult(
         scope=scope,

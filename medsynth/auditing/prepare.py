@@ -85,8 +85,9 @@ def lesion_boxes(
 
     Lesions are :func:`medsynth.models.patches.lesion_components` with a merge distance of ``merge_px``
     pixels (a calcification cluster is one ROI) and no minimum area. Each box is
-    ``context`` times the lesion's larger extent, at least ``min_side``, centred on the lesion; it
-    may reach past the image border (that part is zero-padded when cropped).
+    ``context`` times the lesion's larger extent, at least ``min_side``, centred on the lesion and
+    moved inside the image where it fits; only a box larger than the image reaches past its border
+    (that part is zero-padded when cropped).
     """
     # The one lesion rule, measured in pixels (unit spacing): no speck is dropped.
     lesions = lesion_components(mask, (1.0, 1.0), merge_mm=float(merge_px), min_lesion_mm2=0.0)
@@ -96,6 +97,11 @@ def lesion_boxes(
         side = max(min_side, int(round(context * max(r_hi - r_lo, c_hi - c_lo))))
         rc, cc_ = (r_lo + r_hi) / 2.0, (c_lo + c_hi) / 2.0
         r0, c0 = int(round(rc - side / 2.0)), int(round(cc_ - side / 2.0))
+        # Kept inside the image where it fits: a zero-padded strip is a sharp edge that every crop at
+        # the border shares, and it made unrelated border lesions correlate (NCC 0.76 between fresh
+        # and training phantoms whose crops both reached 2 px past the edge).
+        r0 = min(max(r0, 0), mask.shape[0] - side) if side <= mask.shape[0] else r0
+        c0 = min(max(c0, 0), mask.shape[1] - side) if side <= mask.shape[1] else c0
         boxes.append((r0, c0, r0 + side, c0 + side))
     return boxes
 

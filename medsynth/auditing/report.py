@@ -20,6 +20,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 .verdict{font-size:2em;font-weight:700;padding:.4em .8em;border-radius:8px;display:inline-block}
 .pass{background:#d9f2dc;color:#135c1e}.fail{background:#f9d6d5;color:#8a1c17}
+.inconclusive{background:#fdebc8;color:#7a4b00}.warn{color:#7a4b00;font-weight:600}
 table{border-collapse:collapse;margin:.6em 0}
 td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;font-size:.92em}
 th{background:#f3f3f3}.ok{color:#135c1e;font-weight:600}.bad{color:#8a1c17;font-weight:600}
@@ -100,7 +101,8 @@ def _checks_table(checks: list[dict[str, Any]], prefix: str | None = None) -> st
             continue
         shown = c.get("status") or ("pass" if c["passed"] else "fail")
         status = ('<span class="ok">pass</span>' if shown == "pass" else '<span class="bad">FAIL</span>'
-                  if shown == "fail" else f'<span class="na">{html.escape(shown)}</span>')
+                  if shown == "fail" else f'<span class="warn">{html.escape(shown)}</span>' if shown == "inconclusive"
+                  else f'<span class="na">{html.escape(shown)}</span>')
         details = "; ".join(f"{html.escape(str(k))}: {fmt(v)}" for k, v in c["details"].items()
                             if not isinstance(v, (dict, list)))
         rows.append(f"<tr><td>{html.escape(c['name'])}</td><td>{status}</td><td>{fmt(c['value'])}</td>"
@@ -111,15 +113,82 @@ def _checks_table(checks: list[dict[str, Any]], prefix: str | None = None) -> st
             + "".join(rows) + "</table>")
 
 
+def _thresholds_table(memo: dict[str, Any]) -> str:
+    """Each scope's copy thresholds and the rule that set each: calibrated on the holdout, the fixed
+    number kept as a floor, the ceiling, or fixed (not calibrated, with why)."""
+    rows = []
+    fits = memo.get("calibration", {})
+    for scope, ths in memo.get("thresholds", {}).items():
+        for key, t in ths.items():
+            fit = fits.get(scope, {}).get(key)
+            seen = fmt(fit["holdout_most_similar"]) if fit else ""
+            rows.append(f"<tr><td>{html.escape(scope)}</td><td>{html.escape(key)}</td><td>{fmt(t['value'])}</td>"
+                        f"<td><b>{html.escape(t['rule'])}</b></td><td>{fmt(t['calibrated'])}</td>"
+                        f"<td>{fmt(t['fixed'])}</td><td>{fmt(t['ceiling'])}</td><td>{seen}</td>"
+                        f"<td class='note'>{html.escape(t.get('note') or '')}</td></tr>")
+    if not rows:
+        return ""
+    return ("<h3>Copy thresholds and the rule that set each</h3><p class='note'>calibrated: the holdout's "
+            "nearest-training scores (Gumbel tail, upper confidence bound) at the stated false-alarm rate shared "
+            "by every synthetic sample, space and scope; floor: the calibrated value was below the fixed number, "
+            "which is kept; ceiling: the calibrated value was past it; fixed: not calibrated (why in the note). "
+            "NCC, SSIM and cosine flag at or above the threshold, Carlini's ratio at or below.</p>"
+            "<table><tr><th>scope</th><th>space</th><th>threshold</th><th>rule</th><th>calibrated</th><th>fixed "
+            "(floor)</th><th>ceiling</th><th>most similar holdout</th><th>note</th></tr>" + "".join(rows) + "</table>")
+
+
+def _leaks_table(leaks: dict[str, Any]) -> str:
+    rows = []
+    for scope, lk in leaks.items():
+        for f in (lk.get("per_sample") or {}).get("flagged", []):
+            rows.append(f"<tr><td>{html.escape(scope)}</td><td>sample</td><td>{html.escape(f['synthetic'])}</td>"
+                        f"<td>{html.escape(f['nearest_train'])}</td><td>{fmt(f['ncc'])}</td>"
+                        f"<td>{fmt(f['pvalue'])}</td></tr>")
+        for f in (lk.get("per_patient") or {}).get("flagged", []):
+            rows.append(f"<tr><td>{html.escape(scope)}</td><td>patient</td>"
+                        f"<td>{html.escape(', '.join(f['synthetic'][:6]))}</td>"
+                        f"<td>{html.escape(f['train_patient'])}</td><td></td>"
+                        f"<td>{html.escape(', '.join(fmt(p) for p in f['pvalues'][:6]))}</td></tr>")
+    if not rows:
+        return ""
+    return ("<table><tr><th>scope</th><th>check</th><th>synthetic</th><th>training image / patient</th><th>NCC</th>"
+            "<th>p (fresh data this close)</th></tr>" + "".join(rows[:200]) + "</table>")
+
+
+def _mia_table(mia: dict[str, Any]) -> str:
+    rows = []
+    for name, a in mia["attacks"].items():
+        tpr_key = next((k for k in a if k.startswith("tpr_at_") and k != "tpr_at_0_fpr"), None)
+        tpr = a.get(tpr_key) if tpr_key else None
+        lo, hi = a["auc_ci"]
+        rows.append(f"<tr><td>{html.escape(name)}</td><td>{fmt(a['auc'])} [{fmt(lo)}, {fmt(hi)}]</td>"
+                    f"<td>{fmt(tpr) if tpr is not None else 'n/a (&lt; 100 non-members)'}</td>"
+                    f"<td>{fmt(a['tpr_at_0_fpr'])}</td><td>{fmt(a['pvalue'])}</td></tr>")
+    pw = mia.get("power") or {}
+    need = (f"; about {pw['members_needed']} members and {pw['nonmembers_needed']} non-members would reach it"
+            if pw.get("members_needed") else "")
+    power = (f"<p class='note'>Power: an attack of AUC {fmt(pw.get('detect_auc'))} would fail this check with "
+             f"probability {fmt(pw.get('power_at_detect_auc'))} (wanted {fmt(pw.get('power_wanted'))}); the "
+             f"smallest AUC caught with that power here is {fmt(pw.get('detectable_auc'))}{need}.</p>") if pw else ""
+    return ("<table><tr><th>attack</th><th>AUC [95 % CI]</th><th>TPR at 1 % FPR</th><th>TPR at 0 % FPR</th>"
+            "<th>p (one-sided)</th></tr>" + "".join(rows) + "</table>" + power)
+
+
 def render_html(result: Any, standalone: bool = True) -> str:
     """The report as HTML; ``standalone`` wraps it in a full page with its stylesheet."""
     d = result.to_dict()
     plots = result.plots
     v = d["verdict"]
-    parts = [f'<h1>medsynth privacy audit</h1><div class="verdict {v}">{v.upper()}</div>']
     failed = [c["name"] for c in d["checks"] if not c["passed"]]
+    unsure = [c["name"] for c in d["checks"] if c.get("status") == "inconclusive"]
+    # A verdict that passed with checks that could not tell is never shown as a plain green pass.
+    banner = "inconclusive" if v == "pass" and unsure else v
+    label = f"PASS, {len(unsure)} INCONCLUSIVE" if banner == "inconclusive" else v.upper()
+    parts = [f'<h1>medsynth privacy audit</h1><div class="verdict {banner}">{label}</div>']
     parts.append(f"<p>{len(d['checks'])} checks, {len(failed)} failed"
-                 + (f": {html.escape(', '.join(failed))}" if failed else "") + f" ({d['seconds']} s).</p>")
+                 + (f": {html.escape(', '.join(failed))}" if failed else "")
+                 + (f"; inconclusive (too few samples to tell): {html.escape(', '.join(unsure))}" if unsure else "")
+                 + f" ({d['seconds']} s).</p>")
     inputs = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(x.get('root', x)))}</td>"
                      f"<td>{fmt(x.get('n_images')) if isinstance(x, dict) else ''}</td>"
                      f"<td>{fmt(x.get('n_rois')) if isinstance(x, dict) else ''}</td></tr>"
@@ -141,6 +210,7 @@ def render_html(result: Any, standalone: bool = True) -> str:
     )
     parts.append("<table><tr><th>scope</th><th>samples</th><th>flagged</th><th>max NCC</th><th>max SSIM</th>"
                  f"<th>min Carlini ratio</th><th>max embedding cosine</th></tr>{rows}</table>")
+    parts.append(_thresholds_table(memo))
     if memo["flagged"]:
         rows = "".join(f"<tr><td>{html.escape(f['synthetic'])}</td><td>{html.escape(f['nearest_train'])}</td>"
                        f"<td>{html.escape(f['scope'])}</td><td>{fmt(f['ncc'])}</td><td>{fmt(f['ssim'])}</td>"
@@ -160,6 +230,14 @@ def render_html(result: Any, standalone: bool = True) -> str:
     for scope in d["baseline"]:
         syn, hold = plots[f"baseline_{scope}"]
         parts.append(histogram_figure(np.asarray(syn), np.asarray(hold), scope))
+    parts.append("<h3>Leaked patients</h3><p class='note'>Near-copies under the copy thresholds: each synthetic "
+                 "sample's p-value is the chance that a fresh (holdout) sample comes as close to the training set; "
+                 "<code>leak_sample</code> fails on one sample below alpha / n (Bonferroni), "
+                 "<code>leak_patient</code> on k &ge; 2 samples of one training patient all below x<sub>k</sub> "
+                 "(a union bound over k-subsets). The DCR test above shuffles patients and cannot fail on 1&ndash;4 "
+                 "leaked patients.</p>")
+    parts.append(_checks_table(d["checks"], "leak"))
+    parts.append(_leaks_table(memo.get("leaks", {})))
 
     # 3. MIA
     parts.append("<h2>3. Membership inference</h2>")
@@ -167,9 +245,11 @@ def render_html(result: Any, standalone: bool = True) -> str:
         parts.append("<p>Not run: no model was given (<code>--model</code>).</p>")
     else:
         parts.append(f"<p class='note'>{d['mia']['n_members']} training lesion ROIs (members) against "
-                     f"{d['mia']['n_nonmembers']} holdout ROIs; attacks: loss threshold and a PIA/SecMI-style "
-                     "multi-timestep loss with fixed noise.</p>")
+                     f"{d['mia']['n_nonmembers']} holdout ROIs; attacks: the loss, a multi-timestep loss with fixed "
+                     "noise, and PIA (Kong et al., ICLR 2024; its normalised form PIAN). AUCs with a 95 % "
+                     "bootstrap interval; TPR at 1 % FPR only with &ge; 100 non-members.</p>")
         parts.append(_checks_table(d["checks"], "mia"))
+        parts.append(_mia_table(d["mia"]))
         curves = {k[4:]: val for k, val in plots.items() if k.startswith("roc_")}
         if curves:
             parts.append(roc_figure(curves))

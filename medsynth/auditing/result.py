@@ -16,7 +16,9 @@ def check_record(name: str, value: Any, threshold: Any, passed: bool, status: st
                  **details: Any) -> dict[str, Any]:
     """One check of the audit: its name, measured value, threshold, whether it passed, what the report
     shows (``status``: "pass"/"fail" by default; a check that does not apply keeps the verdict but says
-    so in its own words, e.g. "not DP", never as a green pass), and evidence."""
+    so in its own words, e.g. "not DP", never as a green pass; "inconclusive" when the check could not
+    tell, e.g. too few samples, ``passed`` then following the config's ``inconclusive`` setting), and
+    evidence."""
     return {"name": name, "value": value, "threshold": threshold, "passed": bool(passed),
             "status": status or ("pass" if passed else "fail"), "details": details}
 

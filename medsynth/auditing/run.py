@@ -5,7 +5,9 @@ Runs every check of the privacy audit in order and returns an :class:`AuditResul
 
 1. patient overlap (train and holdout must be disjoint; otherwise :class:`AuditInputError`),
 2. memorization / copies on whole images and lesion ROIs (:mod:`medsynth.auditing.memorization`),
-3. holdout baseline (:mod:`medsynth.auditing.baseline`),
+   with thresholds calibrated on how close the holdout comes to train (:mod:`medsynth.auditing.calibration`),
+3. holdout baseline (:mod:`medsynth.auditing.baseline`) and leaked patients: samples closer to a
+   training patient than fresh data comes (:mod:`medsynth.auditing.leaks`),
 4. membership inference against the model (base + adapter when an adapter is given: the training
    set is then the adapter's), when one is given (:mod:`medsynth.auditing.mia`),
 5. differential privacy from the model's (and adapter's) card or the synthetic set's manifest, ε
@@ -25,7 +27,9 @@ from typing import Any
 import numpy as np
 
 from medsynth.auditing.baseline import holdout_baseline
+from medsynth.auditing.calibration import Threshold, calibrate_thresholds
 from medsynth.auditing.dp import dp_budget, dp_check
+from medsynth.auditing.leaks import PatientLeaks, SampleLeaks, per_patient_leaks, per_sample_leaks
 from medsynth.auditing.memorization import ScopeResult, make_embedder, nearest_training
 from medsynth.auditing.patients import check_disjoint, check_patient_ids
 from medsynth.auditing.phi import check_phi
@@ -96,14 +100,15 @@ def audit(
         checks.append(check_record("patient_overlap", 0, 0, True,
                                    note="train and holdout share no patient ID and no identical image"))
 
-        # 4. Memorization on each scope.
+        # 4. Memorization on each scope: the synthetic set and (for calibration) the holdout against train.
         mcfg = cfg["memorization"]
         scopes: dict[str, ScopeResult] = {}
+        holdout_nn: dict[str, ScopeResult] = {}
         arrays = {"image": (sy.images, tr.images, ho.images), "roi": (sy.rois, tr.rois, ho.rois)}
         for scope in mcfg["scopes"]:
             if scope not in arrays:
                 raise ConfigError(f"unknown memorization scope {scope!r}; use 'image' and/or 'roi'")
-            s_arr, t_arr, _ = arrays[scope]
+            s_arr, t_arr, h_arr = arrays[scope]
             if len(s_arr) == 0 or len(t_arr) == 0:
                 notes.append(f"memorization on {scope}s skipped: the "
                              f"{'synthetic' if len(s_arr) == 0 else 'training'} set has no lesion masks")
@@ -117,21 +122,38 @@ def audit(
             task = bar.add_task(f"searching {scope}s ({len(s_arr)} x {len(t_arr)})", total=len(s_arr))
             scopes[scope] = nearest_training(s_arr, t_arr, mcfg, scope, embedder,
                                              on_progress=lambda n, t=task: bar.advance(t, n))
+            if mcfg["calibration"]["enabled"] and len(h_arr) >= int(mcfg["calibration"]["min_holdout"]):
+                task = bar.add_task(f"calibrating on the holdout ({len(h_arr)} {scope}s)", total=len(h_arr))
+                holdout_nn[scope] = nearest_training(h_arr, t_arr, mcfg, scope, embedder,
+                                                     on_progress=lambda n, t=task: bar.advance(t, n))
+        thresholds, fits = _calibrate(scopes, holdout_nn, arrays, mcfg)
         memo = _memorization_summary(scopes, tr, sy, mcfg)
+        memo["thresholds"] = {sc: {k: t.to_dict() for k, t in th.items()} for sc, th in thresholds.items()}
+        memo["calibration"] = {sc: {k: f.to_dict() for k, f in fs.items()} for sc, fs in fits.items()}
+        for scope in scopes:
+            if scope not in holdout_nn:
+                notes.append(f"copy thresholds for {scope}s not calibrated (fixed numbers used): "
+                             f"the holdout has {len(arrays[scope][2])} {scope}(s), fewer than "
+                             f"min_holdout={mcfg['calibration']['min_holdout']}" if mcfg["calibration"]["enabled"]
+                             else f"copy thresholds for {scope}s not calibrated: calibration switched off")
         plots["pairs"] = _closest_pairs(scopes, tr, sy, int(mcfg["report_pairs"]))
         n_flag = len(memo["flagged"])
         checks.append(check_record("memorization", n_flag, int(mcfg["max_flagged"]),
                                    n_flag <= int(mcfg["max_flagged"]), n_synthetic=len(sy),
-                                   thresholds=mcfg["thresholds"],
+                                   thresholds={sc: {k: t.value for k, t in th.items()}
+                                               for sc, th in thresholds.items()},
+                                   rules={sc: {k: t.rule for k, t in th.items()} for sc, th in thresholds.items()},
                                    scopes={k: v["n_flagged"] for k, v in memo["scopes"].items()}))
 
-        # 5. Holdout baseline on each scope.
+        # 5. Holdout baseline and leaked patients on each scope.
         bcfg = cfg["baseline"]
         baseline: dict[str, Any] = {}
+        leaks: dict[str, Any] = {}
         for scope in scopes:
             s_arr, t_arr, h_arr = arrays[scope]
             if len(h_arr) < 2:
                 notes.append(f"holdout baseline on {scope}s skipped: the holdout has {len(h_arr)} {scope}(s)")
+                checks += _leak_checks(scope, None, None, sy, tr, cfg, len(h_arr))
                 continue
             task = bar.add_task(f"holdout baseline ({scope}s)", total=None)
             t_groups, h_groups = _patient_groups(tr, ho, scope)
@@ -165,6 +187,21 @@ def audit(
                                        b.mw_pvalue >= float(bcfg["mannwhitney_alpha"]),
                                        p_synthetic_closer_than_holdout=b.auc_closer,
                                        note="one-sided: synthetic->train distances smaller than holdout->train"))
+            # Leaked patients: each synthetic sample against the holdout's tail; each training patient's count.
+            task = bar.add_task(f"leaked patients ({scope}s)", total=None)
+            lcfg = cfg["leaks"]
+            fit = fits.get(scope, {}).get("ncc")
+            sample = patient = None
+            if fit is not None:
+                sample = per_sample_leaks(fit, scopes[scope].ncc, float(lcfg["sample_alpha"]))
+                t_pat = _train_patients(tr, scope)
+                patient = per_patient_leaks(sample.pvalues, t_pat[scopes[scope].nn_index],
+                                            float(lcfg["patient_alpha"]), int(lcfg["patient_max_repeats"]),
+                                            n_holdout=len(h_arr))
+            bar.update(task, total=1, completed=1)
+            leaks[scope] = _leak_summary(scope, sample, patient, scopes[scope], tr, sy)
+            checks += _leak_checks(scope, sample, patient, sy, tr, cfg, len(h_arr), leaks[scope])
+        memo["leaks"] = leaks
 
         # 6. Membership inference against the model.
         mia_out = None
@@ -175,20 +212,15 @@ def audit(
             task = bar.add_task("membership inference (patches scored)", total=None)
             res = membership_inference(model_obj, ds["train"], ds["holdout"], icfg,
                                        on_batch=lambda n: bar.advance(task, n))
-            mia_out = {"n_members": res.n_members, "n_nonmembers": res.n_nonmembers,
-                       "skipped_lesions": res.skipped_lesions, "attacks": {},
-                       "target": "base model + LoRA adapter" if adapter_dir else "model"}
+            mia_out, mia_checks = _mia_checks(res, icfg, cfg["inconclusive"])
+            mia_out["target"] = "base model + LoRA adapter" if adapter_dir else "model"
+            notes += res.notes
+            checks += mia_checks
             if adapter_dir:
                 notes.append("membership inference attacked base + adapter with --train as members: it must be "
                              "the adapter's training data (the base model's data is audited with the base alone)")
             for a in res.attacks:
-                mia_out["attacks"][a.name] = {"auc": a.auc, f"tpr_at_{a.max_fpr:g}_fpr": a.tpr_at_fpr,
-                                              "pvalue": a.pvalue}
                 plots[f"roc_{a.name}"] = (a.fpr, a.tpr, a.auc)
-                fail = a.auc > float(icfg["auc_max"]) and a.pvalue < float(icfg["alpha"])
-                checks.append(check_record(f"mia_{a.name}", a.auc, float(icfg["auc_max"]), not fail,
-                                           tpr_at_fpr=a.tpr_at_fpr, max_fpr=a.max_fpr, pvalue=a.pvalue,
-                                           n_members=res.n_members, n_nonmembers=res.n_nonmembers))
         else:
             notes.append("membership inference skipped: no --model given")
 
@@ -215,6 +247,10 @@ def audit(
                                    counts=phi.counts, ocr=False))
 
     verdict = "pass" if all(c["passed"] for c in checks) else "fail"
+    inconclusive = [c["name"] for c in checks if c.get("status") == "inconclusive"]
+    if inconclusive:
+        notes.insert(0, f"{len(inconclusive)} check(s) could not tell and are inconclusive, not passed: "
+                        f"{', '.join(inconclusive)} (see each check's details)")
     return AuditResult(
         verdict=verdict,
         checks=checks,
@@ -329,3 +365,145 @@ def _closest_pairs(scopes: dict[str, ScopeResult], tr: PreparedSet, sy: Prepared
                          "synthetic_image": apply_variant(s_arr[i], r.variant[i]), "train_image": t_arr[j]})
     rows.sort(key=lambda d: -d["ncc"])
     return rows[:n]
+
+
+def _calibrate(scopes: dict[str, ScopeResult], holdout_nn: dict[str, ScopeResult],
+               arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+               mcfg: dict[str, Any]) -> tuple[dict[str, dict[str, Threshold]], dict[str, dict[str, Any]]]:
+    """Each scope's thresholds (calibrated on the holdout, or fixed), and the synthetic samples flagged again.
+
+    The false-alarm rate is shared by every synthetic sample, space and scope (Bonferroni)."""
+    n_spaces = {sc: sum(v is not None for v in r.scores().values()) for sc, r in scopes.items()}
+    n_tests = sum(len(r.ncc) * n_spaces[sc] for sc, r in scopes.items())
+    thresholds: dict[str, dict[str, Threshold]] = {}
+    fits: dict[str, dict[str, Any]] = {}
+    for scope, r in scopes.items():
+        h = holdout_nn.get(scope)
+        n_h = len(arrays[scope][2])
+        h_scores = {k: (None if v is None else (h.scores()[k] if h is not None else np.full(n_h, np.nan)))
+                    for k, v in r.scores().items()}
+        thresholds[scope], fits[scope] = calibrate_thresholds(h_scores, mcfg["thresholds"], mcfg["calibration"],
+                                                              n_tests)
+        r.reflag({k: t.value for k, t in thresholds[scope].items()})
+    return thresholds, fits
+
+
+def _train_patients(tr: PreparedSet, scope: str) -> np.ndarray:
+    """The training patient of each sample of a scope: its patient ID, else its image."""
+    pats = np.asarray([p if p is not None else f"image {rel}" for p, rel in zip(tr.patient_ids, tr.relpaths)],
+                      dtype=object)
+    return pats if scope == "image" else pats[tr.roi_case]
+
+
+def _status(passed: bool, inconclusive: bool, policy: str) -> tuple[bool, str]:
+    """(passed, status) of a check that may be inconclusive, by the config's ``inconclusive`` policy."""
+    if not passed:
+        return False, "fail"
+    if inconclusive:
+        return policy != "fail", "inconclusive"
+    return True, "pass"
+
+
+def _sample_case(scope: str, i: int, prep: PreparedSet) -> int:
+    return int(i) if scope == "image" else int(prep.roi_case[i])
+
+
+def _leak_summary(scope: str, sample: SampleLeaks | None, patient: PatientLeaks | None, r: ScopeResult,
+                  tr: PreparedSet, sy: PreparedSet, max_listed: int = 20) -> dict[str, Any]:
+    """The evidence of both leak checks of one scope, JSON-ready."""
+    out: dict[str, Any] = {"per_sample": None, "per_patient": None}
+    if sample is not None:
+        out["per_sample"] = {
+            "level": sample.level, "min_pvalue": float(sample.pvalues.min()), "n_flagged": int(len(sample.flagged)),
+            "flagged": [{"synthetic": sy.relpaths[_sample_case(scope, i, sy)],
+                         "nearest_train": tr.relpaths[_sample_case(scope, r.nn_index[i], tr)],
+                         "ncc": float(r.ncc[i]), "pvalue": float(sample.pvalues[i])}
+                        for i in sample.flagged[:max_listed]],
+        }
+    if patient is not None:
+        out["per_patient"] = {
+            "levels": {str(k): x for k, x in patient.levels.items()}, "n_flagged": len(patient.flagged),
+            "flagged": [{"train_patient": pat, "n_samples": len(idx),
+                         "synthetic": [sy.relpaths[_sample_case(scope, i, sy)] for i in idx],
+                         "pvalues": [float(patient.pvalues[i]) for i in idx]}
+                        for pat, idx in list(patient.flagged.items())[:max_listed]],
+            "strongest": patient.strongest,
+        }
+    return out
+
+
+def _leak_checks(scope: str, sample: SampleLeaks | None, patient: PatientLeaks | None, sy: PreparedSet,
+                 tr: PreparedSet, cfg: dict[str, Any], n_holdout: int,
+                 summary: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The two leak checks of one scope; inconclusive when the holdout is too small to run them."""
+    policy = cfg["inconclusive"]
+    lcfg = cfg["leaks"]
+    out = []
+    cal = cfg["memorization"]["calibration"]
+    why = (f"the holdout has {n_holdout} {scope}(s), fewer than min_holdout={cal['min_holdout']}, too few to tell "
+           "how close fresh data comes to the training set" if cal["enabled"] else
+           "calibration is switched off, so there is no model of how close fresh data comes")
+    if sample is None:
+        passed, status = _status(True, True, policy)
+        out.append(check_record(f"leak_sample_{scope}", None, None, passed, status, note=f"not checked: {why}"))
+    else:
+        passed = len(sample.flagged) == 0
+        out.append(check_record(
+            f"leak_sample_{scope}", float(sample.pvalues.min()), sample.level, passed,
+            n_flagged=int(len(sample.flagged)), alpha=float(lcfg["sample_alpha"]), n_holdout=n_holdout,
+            note="p: chance that a fresh sample comes this close to the training set (NCC); "
+                 "fails below alpha / n_synthetic"))
+    if patient is None:
+        passed, status = _status(True, True, policy)
+        out.append(check_record(f"leak_patient_{scope}", None, None, passed, status, note=f"not checked: {why}"))
+    else:
+        passed = not patient.flagged
+        strongest = patient.strongest
+        out.append(check_record(
+            f"leak_patient_{scope}", len(patient.flagged), 0, passed,
+            alpha=float(lcfg["patient_alpha"]), levels={str(k): x for k, x in patient.levels.items()},
+            flagged_patients=list(patient.flagged)[:10], most_close_samples=strongest.get("n_close"),
+            closest_patient=strongest.get("train_patient"),
+            note="fails when k >= 2 synthetic samples nearest to one training patient all have p <= x_k "
+                 "(union bound over k-subsets: a clean set fails with probability <= alpha)"))
+    return out
+
+
+def _mia_checks(res: Any, icfg: dict[str, Any], policy: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The MIA evidence and one check per attack: fail on a significant AUC above the maximum, else
+    inconclusive when the sample sizes cannot detect ``detect_auc`` with the stated power."""
+    from medsynth.auditing.mia import detectable_auc, detection_power, min_nonmembers, samples_needed
+
+    n_att = max(1, len(res.attacks))
+    alpha = float(icfg["alpha"]) / n_att  # shared by the attacks (Bonferroni)
+    auc_max, target, want = float(icfg["auc_max"]), float(icfg["detect_auc"]), float(icfg["power"])
+    power = detection_power(target, res.n_members, res.n_nonmembers, auc_max, alpha)
+    ratio = res.n_nonmembers / max(1, res.n_members)
+    need = samples_needed(target, ratio, auc_max, alpha, want)
+    power_info = {
+        "detect_auc": target, "power_at_detect_auc": power, "power_wanted": want,
+        "detectable_auc": detectable_auc(res.n_members, res.n_nonmembers, auc_max, alpha, want),
+        "members_needed": need, "nonmembers_needed": None if need is None else int(round(ratio * need)),
+        "alpha_per_attack": alpha,
+    }
+    underpowered = power < want
+    out: dict[str, Any] = {"n_members": res.n_members, "n_nonmembers": res.n_nonmembers,
+                           "skipped_lesions": res.skipped_lesions, "power": power_info, "attacks": {}}
+    checks = []
+    max_fpr = float(icfg["tpr_at_fpr"])
+    for a in res.attacks:
+        out["attacks"][a.name] = {"auc": a.auc, "auc_ci": list(a.auc_ci), f"tpr_at_{a.max_fpr:g}_fpr": a.tpr_at_fpr,
+                                  "tpr_at_0_fpr": a.tpr_at_zero_fpr, "pvalue": a.pvalue}
+        failed = a.auc > auc_max and a.pvalue < alpha
+        passed, status = _status(not failed, underpowered, policy)
+        tpr = a.tpr_at_fpr if a.tpr_at_fpr is not None else (
+            f"n/a (needs >= {min_nonmembers(max_fpr)} non-members)")
+        checks.append(check_record(
+            f"mia_{a.name}", a.auc, auc_max, passed, status, auc_ci=list(a.auc_ci), tpr_at_fpr=tpr,
+            max_fpr=a.max_fpr, pvalue=a.pvalue, alpha=alpha, n_members=res.n_members,
+            n_nonmembers=res.n_nonmembers, power=round(power, 3),
+            note=(f"too few samples: an attack of AUC {target:g} would be caught with probability {power:.2f} "
+                  f"(wanted {want:g}; needs ~{need} members / {power_info['nonmembers_needed']} non-members)")
+            if underpowered and not failed else
+            f"fails when AUC > {auc_max:g} and p < {alpha:.3g}; catches AUC {target:g} with probability {power:.2f}"))
+    return out, checks

@@ -45,9 +45,10 @@ def audit(
     if report is not None:
         result.save_html(report)
 
-    table = Table(
-        title=f"medsynth audit: {result.verdict.upper()}", title_style="bold green" if result.passed else "bold red"
-    )
+    unsure = [c["name"] for c in result.checks if c.get("status") == "inconclusive"]
+    title = result.verdict.upper() + (f" ({len(unsure)} inconclusive)" if unsure else "")
+    style = "bold red" if not result.passed else ("bold yellow" if unsure else "bold green")
+    table = Table(title=f"medsynth audit: {title}", title_style=style)
     for col in ("check", "result", "value", "threshold"):
         table.add_column(col)
     for c in result.checks:

@@ -53,3 +53,23 @@ def test_cli_unknown_config_key_exit_2(phantom_sets, tmp_path):
     code = main(["audit", "--train", str(phantom_sets["train"]), "--synthetic", str(phantom_sets["synthetic"]),
                  "--holdout", str(phantom_sets["holdout"]), "--config", str(bad), "--quiet"])
     assert code == 2
+
+
+def test_cli_inconclusive_is_shown_and_can_fail(phantom_sets, tmp_path, capsys):
+    """A holdout of 12 images is too small to calibrate on: the leak checks are inconclusive, shown as
+    such (never a plain pass), and `inconclusive: fail` turns them into a failure (exit 1)."""
+    args = ["audit", "--train", str(phantom_sets["train"]), "--synthetic", str(phantom_sets["synthetic"]),
+            "--holdout", str(phantom_sets["holdout"]), "--quiet", "--json", str(tmp_path / "r.json"),
+            "--report", str(tmp_path / "r.html")]
+    assert main([*args, "--config", _config(tmp_path)]) == 0
+    assert "inconclusive" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "r.json").read_text())
+    unsure = {c["name"] for c in doc["checks"] if c["status"] == "inconclusive"}
+    assert {"leak_sample_image", "leak_patient_image"} <= unsure
+    assert all(c["passed"] for c in doc["checks"] if c["name"] in unsure)
+    assert "INCONCLUSIVE" in (tmp_path / "r.html").read_text()
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("inconclusive: fail\nmemorization:\n  embedding: invariant\n")
+    assert main([*args, "--config", str(strict)]) == 1
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["verdict"] == "fail" and not any(c["passed"] for c in doc["checks"] if c["name"] in unsure)

@@ -78,9 +78,13 @@ def test_tpr_at_fpr_brute_force():
 
 def test_perfect_and_inverted_attacks():
     r = evaluate_attack("x", np.array([3.0, 4.0, 5.0]), np.array([0.0, 1.0, 2.0]), 0.01)
-    assert r.auc == 1.0 and r.tpr_at_fpr == 1.0 and r.pvalue < 0.06
+    # 3 non-members: TPR at 1 % FPR is not defined (n/a); TPR at 0 % FPR is.
+    assert r.auc == 1.0 and r.tpr_at_fpr is None and r.tpr_at_zero_fpr == 1.0 and r.pvalue < 0.06
+    assert r.auc_ci == (1.0, 1.0)
     r = evaluate_attack("x", np.array([0.0, 1.0]), np.array([2.0, 3.0]), 0.01)
-    assert r.auc == 0.0 and r.tpr_at_fpr == 0.0
+    assert r.auc == 0.0 and r.tpr_at_zero_fpr == 0.0
+    r = evaluate_attack("x", np.arange(100.0, 110.0), np.arange(100.0), 0.01)
+    assert r.tpr_at_fpr == 1.0  # 100 non-members: defined
 
 
 def test_roc_needs_both_classes():
