@@ -24,6 +24,8 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 $(NNUNET_STAMP): $(STAMP)
+	# A stale link or a half-finished install is removed first (a link here once pointed at itself).
+	rm -rf .nnunet-deps
 	$(BIN)/python -m pip install -q --no-deps --target .nnunet-deps $(NNUNET_PKGS)
 	touch $(NNUNET_STAMP)
 
