@@ -17,8 +17,9 @@
   (:func:`patient_halves`), and the synthetic set measured against one half at the other half's size
   (``synthetic_at_floor_n``), so the two numbers differ only in what is compared, not in sample size
   (FID and KID are biased by the sample size). A distance means little without this scale.
-- KID's std over subsets is None (n/a) when every subset is the whole set: with subset size =
-  n_real = n_synthetic all subsets are equal and a std of 0 would claim a certainty that is not there.
+- KID's std over subsets is None (n/a) when every subset is the whole set (with subset size =
+  n_real = n_synthetic all subsets are equal, and a std of 0 would claim a certainty that is not
+  there) or there is one subset (:func:`kid_std_or_none`).
 """
 
 from __future__ import annotations
@@ -106,9 +107,10 @@ def kid(
     return float(mean), float(std), size
 
 
-def kid_std_or_none(std: float, subset_size: int, n_real: int, n_synthetic: int) -> float | None:
-    """KID's std over subsets, or None when every subset is the whole of both sets (no spread to measure)."""
-    return None if subset_size >= n_real and subset_size >= n_synthetic else float(std)
+def kid_std_or_none(std: float, subset_size: int, n_real: int, n_synthetic: int, subsets: int = 2) -> float | None:
+    """KID's std over subsets, or None (n/a) when there is no spread to measure: every subset is the
+    whole of both sets, or there is a single subset."""
+    return None if subsets < 2 or (subset_size >= n_real and subset_size >= n_synthetic) else float(std)
 
 
 def _pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -261,7 +263,8 @@ def _three(real: np.ndarray, fake: np.ndarray, subsets: int, k: int, seed: int) 
     """FID, KID (mean, std or None, subset size) and PRDC of one pair of feature sets."""
     kid_mean, kid_sd, size = kid(real, fake, subsets=subsets, seed=seed)
     out: dict[str, Any] = {"fid": fid(real, fake), "kid": kid_mean,
-                           "kid_std": kid_std_or_none(kid_sd, size, len(real), len(fake)), "kid_subset_size": size}
+                           "kid_std": kid_std_or_none(kid_sd, size, len(real), len(fake), subsets),
+                           "kid_subset_size": size}
     kk = min(k, len(real) - 1, len(fake) - 1)
     if kk >= 1:
         out.update(prdc(real, fake, k=kk))

@@ -217,7 +217,8 @@ def lesion_margins(lesions: list[Lesion], described: list[dict[str, Any]]) -> li
 
 
 def _manifest_cases(data: Any) -> dict[str, dict[str, Any]]:
-    """case_id -> record of a ``medsynth generate`` manifest beside the dataset, if there is one."""
+    """case_id -> record of the ``medsynth generate`` manifest of a dataset, if it has one: at its
+    root (the output folder), or one level up when the dataset is the nnU-Net folder inside it."""
     import json
 
     from medsynth.generation.manifest import MANIFEST_NAME
@@ -225,16 +226,23 @@ def _manifest_cases(data: Any) -> dict[str, dict[str, Any]]:
     root = getattr(data, "root", None)
     if root is None:
         return {}
-    path = Path(root) / MANIFEST_NAME
-    if not path.is_file():
-        return {}
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise InvalidDatasetError(f"unreadable manifest ({e})", path) from e
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("cases"), list):
-        return {}
-    return {str(c.get("case_id")): c for c in manifest["cases"] if isinstance(c, dict)}
+    root = Path(root)
+    for path, inner in ((root / MANIFEST_NAME, ""), (root.parent / MANIFEST_NAME, root.name + "/")):
+        if not path.is_file():
+            continue
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise InvalidDatasetError(f"unreadable manifest ({e})", path) from e
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("cases"), list):
+            continue
+        cases = [c for c in manifest["cases"] if isinstance(c, dict)]
+        # A manifest one level up describes this dataset only if its files lie inside it.
+        if inner and not all(str(f.get("path", "")).startswith(inner)
+                             for c in cases for f in (c.get("files") or {}).values() if isinstance(f, dict)):
+            continue
+        return {str(c.get("case_id")): c for c in cases}
+    return {}
 
 
 def _described_lesions(case: Any, record: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -348,26 +348,27 @@ def compare_lesion_stats(
         settings: bootstrap size, seed, minimum lesions per arm.
 
     Returns:
-        ``{statistic: {class or "all": comparison}}`` for ``contrast`` and ``hf_power_ratio`` (classes
-        "all", "mass", "calcification"), ``speck_count`` / ``speck_size_mm`` / ``speck_brightness``
+        ``{statistic: {class: comparison}}`` for ``contrast`` and ``hf_power_ratio`` (every lesion
+        class of either set), ``speck_count`` / ``speck_size_mm`` / ``speck_brightness``
         (class "calcification"), each comparison as :func:`compare_values` returns it; plus
         ``radial_spectra`` (median radial profiles, for the report) and ``settings``.
     """
     s = settings or LesionStatSettings()
     out: dict[str, Any] = {}
 
-    def pick(records: list[dict[str, Any]], key: str, klass: str | None) -> tuple[list[Any], list[str]]:
-        sel = [x for x in records if klass is None or x["class"] == klass]
+    def pick(records: list[dict[str, Any]], key: str, klass: str) -> tuple[list[Any], list[str]]:
+        sel = [x for x in records if str(x["class"]) == klass]
         return [x.get(key) for x in sel], [str(x.get("group")) for x in sel]
 
+    classes = list(dict.fromkeys(str(x["class"]) for x in [*real, *synthetic]))
     for key, unit in LESION_STATISTICS.items():
+        # Per class only: masses and calcification clusters differ so much (contrast, texture) that
+        # a pooled median would follow the two sets' class mix rather than the lesions' look.
         out[key] = {}
-        for klass in (None, "mass", "calcification"):
+        for klass in classes:
             rv, rg = pick(real, key, klass)
             sv, sg = pick(synthetic, key, klass)
-            if not rv and not sv:
-                continue
-            out[key][klass or "all"] = compare_values(rv, rg, sv, sg, unit, s)
+            out[key][klass] = compare_values(rv, rg, sv, sg, unit, s)
     for key, unit in SPECK_STATISTICS.items():
         rv, rg = pick(real, key, "calcification")
         sv, sg = pick(synthetic, key, "calcification")

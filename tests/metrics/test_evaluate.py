@@ -90,6 +90,18 @@ def test_evaluate_phantom_datasets_with_domain_features(tmp_path, phantom_sets):
     assert res["fid"]["scope"] == "lesion-rois" and res["fid"]["n_real"] >= 8 and res["fid"]["value"] > 0
     assert res["image_fid"]["scope"] == "whole-images" and res["image_fid"]["n_real"] == 8
     assert res.meta["feature_extractor"]["cache_hit"] is False
+    # Realism: the C2ST and the lesion statistics, under the JSON keys the issue names.
+    data = json.loads(res.to_json(tmp_path / "r.json").read_text())
+    realism = data["realism"]
+    assert isinstance(realism["c2st_auc"], float) and 0.0 <= realism["c2st_auc"] <= 1.0
+    lo, hi = realism["c2st_ci95"]
+    assert lo <= realism["c2st_auc"] <= hi
+    assert "mass" in realism["by_class"] and "by_margin" in realism
+    assert realism["most_synthetic"] and realism["roi"]["mm_per_px"] == 0.5
+    assert {"contrast", "hf_power_ratio"} <= set(data["lesion_stats"])
+    assert data["lesion_stats"]["settings"]["resolution"].startswith("full-resolution")
+    page = res.save_html(tmp_path / "r.html").read_text()
+    assert "can a classifier tell real lesions from synthetic" in page and "real-vs-real floor" in page
     again = evaluate(phantom_sets["train"], phantom_sets["test"], features="domain", cache_dir=tmp_path,
                      config=FAST, progress=False)
     assert again.meta["feature_extractor"]["cache_hit"] is True  # encoder trained once per real set
