@@ -75,6 +75,9 @@ def test_evaluate_settings_come_from_the_config_and_arguments_win(tmp_path, text
     with pytest.raises(MedsynthError, match="not found"):
         evaluate(real, syn, features="random", inception_weights=tmp_path / "none.pth", cache_dir=tmp_path,
                  config={**FAST, "inception_weights": None}, progress=False)
+    # realism=False leaves the C2ST and the lesion statistics out (their JSON keys too).
+    off = evaluate(real, syn, features="random", cache_dir=tmp_path, config=FAST, realism=False, progress=False)
+    assert off.realism is None and off.lesion_stats is None and "realism" not in off.to_dict()
     # Unknown settings are refused, nested ones too.
     with pytest.raises(ConfigError, match="kid_subset"):
         evaluate(real, syn, features="random", config={"kid_subset": 3}, progress=False)
@@ -102,6 +105,8 @@ def test_evaluate_phantom_datasets_with_domain_features(tmp_path, phantom_sets):
     assert data["lesion_stats"]["settings"]["resolution"].startswith("full-resolution")
     page = res.save_html(tmp_path / "r.html").read_text()
     assert "can a classifier tell real lesions from synthetic" in page and "real-vs-real floor" in page
+    assert "most obviously synthetic ROIs" in page and "radial power spectra" in page
+    assert "C2ST AUC" in res._repr_html_()  # the notebook view has the realism section too
     again = evaluate(phantom_sets["train"], phantom_sets["test"], features="domain", cache_dir=tmp_path,
                      config=FAST, progress=False)
     assert again.meta["feature_extractor"]["cache_hit"] is True  # encoder trained once per real set
