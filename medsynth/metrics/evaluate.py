@@ -349,7 +349,8 @@ def _run_c2st(real_set: Any, syn_set: Any, settings: Any, roi_mm: float,
         rng = np.random.default_rng(settings.seed)
         real_pick = rng.choice(len(r_rois), size=min(len(res.most_synthetic), len(r_rois)), replace=False)
         examples = {"synthetic": s_rois[res.most_synthetic], "synthetic_scores": res.scores[len(r_rois):][
-            res.most_synthetic], "real": r_rois[np.sort(real_pick)]}
+            res.most_synthetic], "synthetic_classes": np.asarray([syn_classes[i] for i in res.most_synthetic]),
+            "real": r_rois[np.sort(real_pick)]}
     return out, examples
 
 

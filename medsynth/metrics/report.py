@@ -150,6 +150,7 @@ def roi_sheet(examples: dict[str, Any]) -> Any:
     """The most obviously synthetic ROIs (with their scores) above randomly chosen real ROIs."""
     syn, real = np.asarray(examples["synthetic"]), np.asarray(examples["real"])
     scores = np.asarray(examples["synthetic_scores"])
+    classes = list(examples.get("synthetic_classes", [""] * len(syn)))
     cols = max(len(syn), len(real), 1)
     fig = _figure(figsize=(cols * 1.25, 2 * 1.4 + 0.4))
     axes = np.atleast_2d(fig.subplots(2, cols))
@@ -157,7 +158,7 @@ def roi_sheet(examples: dict[str, Any]) -> Any:
         ax.axis("off")
     for j, im in enumerate(syn):
         axes[0, j].imshow(im, cmap="gray", vmin=0.0, vmax=1.0)
-        axes[0, j].set_title(f"p={scores[j]:.2f}", fontsize=8)
+        axes[0, j].set_title(f"{str(classes[j])[:5]} p={scores[j]:.2f}", fontsize=8)
     for j, im in enumerate(real):
         axes[1, j].imshow(im, cmap="gray", vmin=0.0, vmax=1.0)
     axes[0, 0].text(-0.15, 0.5, "synthetic", transform=axes[0, 0].transAxes, rotation=90, va="center", ha="right")
