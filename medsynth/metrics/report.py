@@ -125,7 +125,7 @@ def _auc_verdict(auc: float | None, ci: Any) -> str:
     if ci and ci[0] > 0.5:
         return "told apart (CI above 0.5)"
     if ci and ci[1] < 0.5:
-        return "below 0.5 (CI below: check the data)"
+        return "below 0.5: a small-sample artefact of cross-validation, not evidence of realism"
     return "not told apart (CI covers 0.5)"
 
 
