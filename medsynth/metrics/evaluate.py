@@ -46,7 +46,8 @@ class EvaluationResult:
         metrics: one entry per metric name (``fid``, ``kid``, ...), each a dict with at least
             ``value``, ``feature_extractor``, ``n_real``, ``n_synthetic``.
         meta: sources, settings, extractor facts and timings.
-        real_features, synthetic_features: the whole-image embeddings (for the report's PCA).
+        real_features, synthetic_features: the embeddings the fidelity metrics used (lesion ROIs or whole
+            images, as ``meta["fidelity_scope"]`` says; for the report's PCA).
         real_samples, synthetic_samples: a few preprocessed images (for the report's sample sheets).
         realism: the C2ST's JSON part (``c2st_auc``, ``c2st_ci95``, ``by_class``, ...), or None.
         lesion_stats: the lesion statistics' JSON part, or None.
