@@ -1,5 +1,5 @@
-"""Benchmark of ``medsynth evaluate``: feature-extraction speed per extractor and the downstream
-utility on the phantom benchmark.
+"""Benchmark of ``medsynth evaluate``: feature-extraction speed per extractor, the downstream
+utility on the phantom benchmark, and the realism checks (C2ST and lesion statistics).
 
 1. images/s of :meth:`FeatureExtractor.embed` for ``random`` (128 px), ``domain`` (64 px, four
    flips averaged) and ``inception`` (299 px, randomly initialised weights -- speed does not depend on
@@ -10,7 +10,17 @@ utility on the phantom benchmark.
    phantom images with their own (real, procedural) lesions -- i.e. the "20 real + 200 more real"
    upper bound, not a measurement of the generator. Rows say which was used.
 
-    .venv/bin/python benchmarks/bench_evaluate.py [--quick] [--model DIR] [--json out.json]
+3. Realism (``--only realism``): ``evaluate`` (C2ST, lesion statistics, fidelity with floors) of
+   the demo model's synthetic set against the demo's real test set, beside the same for a STAND-IN
+   "synthetic" arm of extra real phantoms (other patients) and for the demo model painting masses
+   and calcifications; then the C2ST's behaviour on sets that do not differ: repeated
+   patient-disjoint halves of real phantoms (mean AUC, how often the 95 % CI covers 0.5). With
+   ``--demo DIR`` (a ``medsynth demo`` output folder) its test set, backgrounds, model and synthetic
+   set are used; without, they are made here with configs/demo.yaml (phantoms, the 550-step model,
+   60 cases: ~5 min on 2 cores).
+
+    .venv/bin/python benchmarks/bench_evaluate.py [--quick] [--model DIR] [--demo DIR] [--only realism]
+                                                  [--json out.json]
 """
 
 from __future__ import annotations
@@ -113,15 +123,140 @@ def bench_utility(s: dict[str, Any], work: Path, model: Path | None) -> list[dic
     return rows
 
 
+REALISM_SETTINGS: dict[str, dict[str, Any]] = {
+    # quick: the mechanics only (the quick demo's tiny model and sets; the figures mean nothing)
+    "quick": {"demo_quick": True, "null_images": 24, "null_size": (192, 156), "null_repeats": 2,
+              "config": {"realism": {"steps": 20, "folds": 3, "bootstrap": 200}, "lesion_stats": {"bootstrap": 200}}},
+    "full": {"demo_quick": False, "null_images": 120, "null_size": (320, 256), "null_repeats": 10, "config": None},
+}
+
+
+def _demo_set(work: Path, quick: bool) -> Path:
+    """The demo's test set, backgrounds, model and synthetic set (steps 1, 2 and 4 of ``medsynth demo``,
+    configs/demo.yaml), in ``work/demo``."""
+    from medsynth.demo import demo_config
+    from medsynth.generation.pipeline import generate
+    from medsynth.models.training import train
+    from medsynth.phantoms import make_phantoms
+
+    cfg = demo_config(None, quick)
+    seed, p, out = int(cfg["seed"]), cfg["phantoms"], work / "demo"
+    size = tuple(int(v) for v in p["size"])
+    for name, kw in {"train": dict(n=p["train"], seed=seed + 1, patient_offset=0),
+                     "test": dict(n=p["test"], seed=seed + 3, patient_offset=200_000),
+                     "backgrounds": dict(n=p["backgrounds"], seed=seed + 5, patient_offset=400_000,
+                                         lesion_fraction=0.0)}.items():
+        make_phantoms(out / "data" / name, size=size, **kw)
+    model = train(out / "data" / "train", out / "model", seed=seed, progress=False, **dict(cfg["train"]))
+    g = cfg["generate"]
+    generate(model, out / "data" / "backgrounds", g["masks"], n=int(g["n"]), out=out / "synthetic",
+             format=g["format"], seed=seed, num_inference_steps=int(g["num_inference_steps"]), progress=False)
+    return out
+
+
+def _realism_rows(name: str, res: Any, seconds: float, note: str) -> list[dict[str, Any]]:
+    r = res.realism or {}
+    rows = [_row(f"C2ST AUC: {name}", r.get("c2st_auc"), "AUC",
+                 f"95% CI {r.get('c2st_ci95')}; {r.get('n_real_rois')} real vs {r.get('n_synthetic_rois')} ROIs; "
+                 f"C2ST {r.get('seconds')} s; {note}")]
+    for kind in ("by_class", "by_margin"):
+        for key, v in (r.get(kind) or {}).items():
+            if v.get("auc") is not None:
+                rows.append(_row(f"C2ST AUC: {name}, {key}", v["auc"], "AUC",
+                                 f"95% CI {v['ci95']}; n {v['n_real']}/{v['n_synthetic']}"))
+    stats = res.lesion_stats or {}
+    for stat in ("contrast", "hf_power_ratio", "speck_count", "speck_size_mm", "speck_brightness"):
+        for klass, c in (stats.get(stat) or {}).items():
+            rows.append(_row(f"{stat} (syn - real): {name}, {klass}", c.get("difference"), "diff",
+                             f"real median {c['real']['median']} (n={c['real']['n']}), synthetic "
+                             f"{c['synthetic']['median']} (n={c['synthetic']['n']}); 95% CI {c.get('ci95')}; "
+                             f"{c.get('unit')}" + (f"; {c['note']}" if c.get("note") else "")))
+    for metric in ("fid", "kid", "precision", "recall", "image_fid"):
+        m = res.metrics.get(metric)
+        if m is not None:
+            fl = m.get("floor") or {}
+            rows.append(_row(f"{metric} ({m.get('scope')}): {name}", m.get("value"), "",
+                             f"floor {fl.get('value')}, synthetic at the floor's n {fl.get('synthetic_at_floor_n')}"))
+    rows.append(_row(f"evaluate wall time: {name}", seconds, "s", "read + fidelity + C2ST + lesion statistics"))
+    return rows
+
+
+def bench_realism(s: dict[str, Any], work: Path, demo: Path | None) -> list[dict[str, Any]]:
+    import numpy as np
+
+    from medsynth.generation.pipeline import generate
+    from medsynth.io.datasets import load_dataset
+    from medsynth.metrics.evaluate import evaluate
+    from medsynth.metrics.fidelity import patient_halves
+    from medsynth.metrics.images import load_image_set
+    from medsynth.metrics.realism import C2STSettings, c2st, central_crop, class_names
+    from medsynth.phantoms import make_phantoms
+
+    rows: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    demo = Path(demo) if demo is not None else _demo_set(work, s["demo_quick"])
+    if not s["demo_quick"]:
+        rows.append(_row("demo set built", time.perf_counter() - t0, "s", "phantoms + train + generate"))
+    test = demo / "data" / "test"
+    first = load_dataset(test)[0].image
+    size = tuple(int(v) for v in first.shape)
+    n_test = len(load_dataset(test))
+    # The stand-in arm: as many extra real phantoms as the synthetic set, other patients, the demo's size.
+    n_syn = len(load_dataset(demo / "synthetic"))
+    extra = make_phantoms(work / "extra_real", n=n_syn, seed=6, size=size, patient_offset=500_000)
+    arms = {"demo model (masses)": (demo / "synthetic", "the demo's own synthetic set"),
+            "STAND-IN extra real phantoms": (extra, f"{n_syn} real phantoms of other patients, not synthetic")}
+    model = demo / "model"
+    if model.is_dir():
+        calc = work / "synthetic_mass_calc"
+        generate(model, demo / "data" / "backgrounds", "shapes", n=n_syn, out=calc, format="nnunet", seed=1,
+                 mask_options={"classes": ["mass", "calcification"]}, progress=False)
+        arms["demo model (masses + calcifications)"] = (calc, "the demo model asked for masses and calcifications")
+    for name, (data, note) in arms.items():
+        t1 = time.perf_counter()
+        res = evaluate(test, data, config=s["config"], cache_dir=work / "cache", progress=False)
+        rows += _realism_rows(name, res, time.perf_counter() - t1, f"real = demo test set ({n_test} images); {note}")
+
+    # The C2ST on sets that do not differ: patient-disjoint halves of one real phantom set.
+    real = make_phantoms(work / "null", n=s["null_images"], seed=7, size=s["null_size"], lesion_fraction=1.0)
+    cases = list(load_dataset(real))
+    settings = C2STSettings.from_config((s["config"] or {}).get("realism"))
+    aucs, covers, secs = [], [], []
+    for r in range(s["null_repeats"]):
+        a, b = patient_halves([c.patient_id for c in cases], seed=r)
+        sa = load_image_set([cases[i] for i in a], roi_fit=False)
+        sb = load_image_set([cases[i] for i in b], roi_fit=False)
+        ra, rb = central_crop(sa.rois, 32.0, settings.crop_mm), central_crop(sb.rois, 32.0, settings.crop_mm)
+        t1 = time.perf_counter()
+        res = c2st(ra, rb, sa.roi_groups, sb.roi_groups, C2STSettings(**{**settings.__dict__, "seed": r}),
+                   class_names(sa.roi_labels, len(ra)), class_names(sb.roi_labels, len(rb)))
+        secs.append(time.perf_counter() - t1)
+        aucs.append(res.auc)
+        covers.append(res.ci95[0] <= 0.5 <= res.ci95[1])
+    rows.append(_row("C2ST AUC, real vs real halves: mean", float(np.mean(aucs)), "AUC",
+                     f"{len(aucs)} patient-disjoint splits of {s['null_images']} phantoms "
+                     f"{s['null_size'][0]}x{s['null_size'][1]}; SD {np.std(aucs):.3f}; "
+                     f"values {[round(v, 3) for v in aucs]}"))
+    rows.append(_row("C2ST 95% CI covers 0.5, real vs real", float(np.mean(covers)), "share",
+                     f"{sum(covers)} of {len(covers)} splits"))
+    rows.append(_row("C2ST wall time, real vs real", float(np.mean(secs)), "s",
+                     f"per run, ~{len(ra)}+{len(rb)} ROIs, {settings.folds} folds x {settings.steps} steps"))
+    return rows
+
+
 def run(quick: bool = False, model: Path | None = None, only: str | None = None,
-        keep: Path | None = None) -> list[dict[str, Any]]:
-    """Both parts (or ``only`` one: "features" | "utility"); ``keep``: work in this folder and keep it."""
+        keep: Path | None = None, demo: Path | None = None) -> list[dict[str, Any]]:
+    """Every part (or ``only`` one: "features" | "utility" | "realism"); ``keep``: work in this folder
+    and keep it; ``demo``: a ``medsynth demo`` output folder for the realism part."""
     s = SETTINGS["quick" if quick else "full"]
     with tempfile.TemporaryDirectory(prefix="bench_evaluate_") as tmp:
         work = Path(keep) if keep is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        rows = [] if only == "utility" else bench_features(s, work)
-        return rows + ([] if only == "features" else bench_utility(s, work, model))
+        rows = bench_features(s, work) if only in (None, "features") else []
+        rows += bench_utility(s, work, model) if only in (None, "utility") else []
+        if only in (None, "realism"):
+            rows += bench_realism(REALISM_SETTINGS["quick" if quick else "full"], work, demo)
+        return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,14 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=None, help="trained inpainter dir for the synthetic arm")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--json", type=Path, default=None)
-    p.add_argument("--only", choices=["features", "utility"], default=None)
+    p.add_argument("--only", choices=["features", "utility", "realism"], default=None)
+    p.add_argument("--demo", type=Path, default=None, help="a medsynth demo output folder (realism part)")
     p.add_argument("--keep", type=Path, default=None, help="work in this (empty) folder and keep the data")
     args = p.parse_args(argv)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    rows = run(quick=args.quick, model=args.model, only=args.only, keep=args.keep)
+    rows = run(quick=args.quick, model=args.model, only=args.only, keep=args.keep, demo=args.demo)
     print_rows(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -36,6 +36,9 @@ def evaluate(
     report: Optional[Path] = typer.Option(None, "--report", help="Write a self-contained HTML report here."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML laid over configs/evaluate.yaml."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache of domain encoders and real features."),
+    realism: Optional[bool] = typer.Option(
+        None, "--realism/--no-realism", help="Run the C2ST and the lesion statistics (default: the config's, on)."
+    ),
     utility: bool = typer.Option(False, "--utility", help="Run the downstream segmentation utility test instead."),
     real_train: Optional[Path] = typer.Option(None, "--real-train", help="--utility: real training set (with masks)."),
     real_test: Optional[Path] = typer.Option(
@@ -45,7 +48,8 @@ def evaluate(
     seeds: Optional[int] = typer.Option(None, "--seeds", help="--utility: seeds per training arm."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
-    """Evaluate a synthetic set: FID/KID/PRDC/MS-SSIM (+ROI FID), or downstream Dice with --utility."""
+    """Evaluate a synthetic set: C2ST realism, lesion statistics, FID/KID/PRDC/MS-SSIM with real-vs-real floors;
+    or downstream Dice with --utility."""
     from rich.console import Console
 
     from medsynth.errors import ConfigError
@@ -84,9 +88,11 @@ def evaluate(
         inception_weights=inception_weights,
         cache_dir=cache_dir,
         config=config,
+        realism=realism,
         progress=progress,
     )
     _print_metrics(console, result)
+    _print_realism(console, result)
     if json_out is not None:
         console.print(f"JSON: {result.to_json(json_out)}")
     if report is not None:
@@ -96,20 +102,69 @@ def evaluate(
 def _print_metrics(console: Console, result: EvaluationResult) -> None:
     from rich.table import Table
 
-    table = Table(title=f"synthetic vs real  (features: {result.meta['feature_extractor']['name']})")
-    for col in ("metric", "value", "±/CI", "n real", "n synthetic"):
+    scope = result.meta.get("fidelity_scope", "")
+    table = Table(title=f"synthetic vs real  (features: {result.meta['feature_extractor']['name']}, on {scope})")
+    for col in ("metric", "value", "±/CI", "real-vs-real floor", "n real", "n synthetic"):
         table.add_column(col)
     for name, m in result.metrics.items():
         v = m.get("value")
-        unc = f"{m['std']:.3g}" if "std" in m else (f"[{m['ci95'][0]:.3g}, {m['ci95'][1]:.3g}]" if "ci95" in m else "")
+        if "std" in m:
+            unc = "n/a" if m["std"] is None else f"{m['std']:.3g}"
+        else:
+            unc = f"[{m['ci95'][0]:.3g}, {m['ci95'][1]:.3g}]" if "ci95" in m else ""
         if name == "ms_ssim":
             unc += f" (real {m['real_value']:.3g})"
+        floor = m.get("floor")
+        shown_floor = "" if not floor else (
+            f"{floor['value']:.4g} (synthetic at n={floor['n_real_b']}: {floor['synthetic_at_floor_n']:.4g})"
+            if floor.get("value") is not None and floor.get("synthetic_at_floor_n") is not None else "")
         shown = "not computed" if v is None else f"{v:.4g}"
-        table.add_row(name, shown, unc, str(m.get("n_real", "")), str(m.get("n_synthetic", "")))
+        table.add_row(name, shown, unc, shown_floor, str(m.get("n_real", "")), str(m.get("n_synthetic", "")))
     console.print(table)
     note = result.metrics.get("fid_inception", {}).get("note")
     if note:
         console.print(f"[dim]{note}[/]")
+
+
+def _print_realism(console: Console, result: EvaluationResult) -> None:
+    """The C2ST (overall, per class and margin) and the lesion statistics that differ."""
+    from rich.table import Table
+
+    realism = result.realism
+    if realism is not None:
+        if realism.get("c2st_auc") is None:
+            console.print(f"[dim]{realism.get('note', 'C2ST not run')}[/]")
+        else:
+            table = Table(title="realism: can a classifier tell real lesions from synthetic? (AUC 0.5 = no)")
+            for col in ("lesions", "C2ST AUC", "95% CI", "n real", "n synthetic"):
+                table.add_column(col)
+            rows = [("all", realism["c2st_auc"], realism["c2st_ci95"], realism.get("n_real_rois"),
+                     realism.get("n_synthetic_rois"))]
+            for kind in ("by_class", "by_margin"):
+                for name, r in (realism.get(kind) or {}).items():
+                    rows.append((name, r.get("auc"), r.get("ci95"), r.get("n_real"), r.get("n_synthetic")))
+            for name, auc, ci, nr, ns in rows:
+                table.add_row(str(name), "n/a" if auc is None else f"{auc:.3f}",
+                              f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", str(nr), str(ns))
+            console.print(table)
+    stats = result.lesion_stats
+    if stats is not None and "settings" in stats:
+        table = Table(title="lesion statistics at full resolution (synthetic - real, 95% CI over patients)")
+        for col in ("statistic", "class", "real median", "synthetic median", "difference", "95% CI", "differs"):
+            table.add_column(col)
+        for stat, per_class in stats.items():
+            if stat in ("radial_spectra", "settings") or not isinstance(per_class, dict):
+                continue
+            for klass, c in per_class.items():
+                med_r, med_s = c["real"]["median"], c["synthetic"]["median"]
+                table.add_row(stat, klass, "—" if med_r is None else f"{med_r:.3g}",
+                              "—" if med_s is None else f"{med_s:.3g}",
+                              "—" if c["difference"] is None else f"{c['difference']:+.3g}",
+                              f"[{c['ci95'][0]:+.3g}, {c['ci95'][1]:+.3g}]" if c["ci95"] else (c.get("note") or ""),
+                              {True: "yes", False: "no", None: "—"}[c["differs"]])
+        console.print(table)
+    elif stats is not None:
+        console.print(f"[dim]{stats.get('note')}[/]")
 
 
 def _print_utility(console: Console, res: UtilityResult) -> None:

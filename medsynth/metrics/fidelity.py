@@ -12,6 +12,14 @@
   and the number of scales are chosen to fit 64-128 px (see :func:`ms_ssim_settings`).
 - :class:`RealFeatureCache`: real-set features keyed by (extractor fingerprint, content hash), in
   memory and on disk, so evaluating many synthetic sets against one real set extracts them once.
+- :func:`distances_with_floor`: FID, KID and PRDC of the synthetic set, each beside its **real-vs-real
+  floor**: the same metric between two patient-disjoint halves of the real set
+  (:func:`patient_halves`), and the synthetic set measured against one half at the other half's size
+  (``synthetic_at_floor_n``), so the two numbers differ only in what is compared, not in sample size
+  (FID and KID are biased by the sample size). A distance means little without this scale.
+- KID's std over subsets is None (n/a) when every subset is the whole set (with subset size =
+  n_real = n_synthetic all subsets are equal, and a std of 0 would claim a certainty that is not
+  there) or there is one subset (:func:`kid_std_or_none`).
 """
 
 from __future__ import annotations
@@ -97,6 +105,12 @@ def kid(
         torch.manual_seed(seed)
         mean, std = metric.compute()
     return float(mean), float(std), size
+
+
+def kid_std_or_none(std: float, subset_size: int, n_real: int, n_synthetic: int, subsets: int = 2) -> float | None:
+    """KID's std over subsets, or None (n/a) when there is no spread to measure: every subset is the
+    whole of both sets, or there is a single subset."""
+    return None if subsets < 2 or (subset_size >= n_real and subset_size >= n_synthetic) else float(std)
 
 
 def _pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -223,3 +237,95 @@ class RealFeatureCache:
             self._memory.pop(next(iter(self._memory)))  # oldest first: bounded memory in long sessions
         self._memory[key] = feats
         return feats
+
+
+def patient_halves(groups: list[str], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split samples into two halves with no group (patient) in both, of nearly equal size.
+
+    Groups are shuffled (seeded) and placed, largest first, into the half holding fewer samples.
+
+    Returns:
+        (indices of half A, indices of half B); B is empty when there is a single group.
+    """
+    rng = np.random.default_rng(seed)
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(str(g), []).append(i)
+    names = [list(members)[i] for i in rng.permutation(len(members))]
+    halves: tuple[list[int], list[int]] = ([], [])
+    for g in sorted(names, key=lambda name: -len(members[name])):
+        target = halves[0] if len(halves[0]) <= len(halves[1]) else halves[1]
+        target.extend(members[g])
+    return np.sort(np.asarray(halves[0], dtype=np.int64)), np.sort(np.asarray(halves[1], dtype=np.int64))
+
+
+def _three(real: np.ndarray, fake: np.ndarray, subsets: int, k: int, seed: int) -> dict[str, Any]:
+    """FID, KID (mean, std or None, subset size) and PRDC of one pair of feature sets."""
+    kid_mean, kid_sd, size = kid(real, fake, subsets=subsets, seed=seed)
+    out: dict[str, Any] = {"fid": fid(real, fake), "kid": kid_mean,
+                           "kid_std": kid_std_or_none(kid_sd, size, len(real), len(fake), subsets),
+                           "kid_subset_size": size}
+    kk = min(k, len(real) - 1, len(fake) - 1)
+    if kk >= 1:
+        out.update(prdc(real, fake, k=kk))
+    out["k"] = kk
+    return out
+
+
+PRDC_NAMES = ("precision", "recall", "density", "coverage")
+
+
+def distances_with_floor(
+    f_real: np.ndarray,
+    f_syn: np.ndarray,
+    real_groups: list[str],
+    kid_subsets: int = 100,
+    k: int = 5,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """FID, KID and precision/recall/density/coverage, each with its real-vs-real floor.
+
+    Args:
+        f_real, f_syn: (N, D) features of the real and synthetic samples.
+        real_groups: the patient of every real sample (the halves never share one).
+        kid_subsets, k, seed: KID subsets, PRDC neighbourhood, seed of subsets and halves.
+
+    Returns:
+        ``{name: {"value", "floor": {"value", "synthetic_at_floor_n", "n_real_a", "n_real_b"} or
+        None, ...}}`` for fid, kid (with ``std``, None when every subset is the whole set, and
+        ``subset_size``), precision, recall, density, coverage (with ``k``). ``floor`` is None, with
+        ``floor_note``, when the real set has too few patients or samples for two halves.
+    """
+    f_real, f_syn = _check_features(f_real, f_syn)
+    k_used = min(k, len(f_real) - 1, len(f_syn) - 1)
+    main = _three(f_real, f_syn, kid_subsets, k_used, seed)
+    a, b = patient_halves(real_groups, seed)
+    floor = None
+    note = None
+    if min(len(a), len(b)) >= max(2, k_used + 1):
+        rng = np.random.default_rng(seed + 1)
+        syn_idx = rng.choice(len(f_syn), size=min(len(b), len(f_syn)), replace=False)
+        floor = _three(f_real[a], f_real[b], kid_subsets, k_used, seed)
+        same_n = _three(f_real[a], f_syn[syn_idx], kid_subsets, k_used, seed)
+    else:
+        note = (f"no real-vs-real floor: the real set splits into halves of {len(a)} and {len(b)} samples "
+                f"by patient (needs at least {max(2, k_used + 1)} each)")
+
+    def entry(name: str, value: Any, **extra: Any) -> dict[str, Any]:
+        d: dict[str, Any] = {"value": value, **extra}
+        if floor is not None:
+            d["floor"] = {"value": floor.get(name), "synthetic_at_floor_n": same_n.get(name),
+                          "n_real_a": int(len(a)), "n_real_b": int(len(b))}
+        else:
+            d["floor"] = None
+            d["floor_note"] = note
+        return d
+
+    out = {
+        "fid": entry("fid", main["fid"]),
+        "kid": entry("kid", main["kid"], std=main["kid_std"], subset_size=main["kid_subset_size"],
+                     subsets=kid_subsets),
+    }
+    for name in PRDC_NAMES:
+        out[name] = entry(name, main.get(name), k=k_used)
+    return out

@@ -17,7 +17,9 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 def _fast_config(tmp_path):
     path = tmp_path / "fast.yaml"
-    path.write_text(yaml.safe_dump({"kid_subsets": 5, "ms_ssim_pairs": 10, "image_px": 64}))
+    path.write_text(yaml.safe_dump({"kid_subsets": 5, "ms_ssim_pairs": 10, "image_px": 64, "prdc_k": 2,
+                                    "realism": {"steps": 10, "folds": 2, "bootstrap": 50},
+                                    "lesion_stats": {"bootstrap": 50}}))
     return path
 
 
@@ -32,10 +34,14 @@ def test_cli_evaluate_happy_path(phantom_sets, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
-    for key in ("fid", "kid", "precision", "recall", "density", "coverage", "ms_ssim", "roi_fid"):
+    for key in ("fid", "kid", "precision", "recall", "density", "coverage", "ms_ssim", "image_fid"):
         assert data[key]["feature_extractor"] and "value" in data[key], key
-    assert data["fid"]["n_real"] == 8
+    assert data["fid"]["scope"] == "lesion-rois" and data["image_fid"]["n_real"] == 8
+    assert data["fid"]["floor"]["n_real_a"] + data["fid"]["floor"]["n_real_b"] == data["fid"]["n_real"]
+    assert isinstance(data["realism"]["c2st_auc"], float) and len(data["realism"]["c2st_ci95"]) == 2
+    assert "by_class" in data["realism"] and "contrast" in data["lesion_stats"]
     assert "fid" in proc.stdout and "not computed" in proc.stdout
+    assert "C2ST AUC" in proc.stdout and "lesion statistics" in proc.stdout
     assert "data:image/png;base64," in page.read_text()
 
 

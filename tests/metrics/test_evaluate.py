@@ -10,7 +10,9 @@ import pytest
 from medsynth.errors import ConfigError, InvalidImageError, MedsynthError
 from medsynth.metrics.evaluate import EvaluationResult, evaluate
 
-FAST = {"kid_subsets": 10, "ms_ssim_pairs": 20, "image_px": 64, "domain": {"steps": 30, "batch_size": 16}}
+FAST = {"kid_subsets": 10, "ms_ssim_pairs": 20, "image_px": 64, "domain": {"steps": 30, "batch_size": 16},
+        "realism": {"steps": 10, "folds": 2, "bootstrap": 50, "crop_mm": 16.0},
+        "lesion_stats": {"bootstrap": 50}}
 METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "ms_ssim")
 
 
@@ -23,11 +25,16 @@ def test_evaluate_arrays_with_random_features(tmp_path, textures, mmd_reference)
         assert {"value", "feature_extractor", "n_real", "n_synthetic"} <= set(m), name
         assert m["n_real"] == 16 and m["n_synthetic"] == 16
     assert res.value("fid") > 0 and 0 <= res.value("precision") <= 1
-    assert "roi_fid" not in res.metrics  # arrays carry no masks
+    # Arrays carry no masks: whole images, no image_fid beside, and no C2ST or lesion statistics.
+    assert res["fid"]["scope"] == "whole-images" and "image_fid" not in res.metrics
+    assert res.realism["c2st_auc"] is None and "no lesion masks" in res.realism["note"]
+    assert "lesion masks" in res.lesion_stats["note"]
     assert res["fid_inception"]["computed"] is False and "pt_inception" in res["fid_inception"]["note"]
     # 16 images a set: every KID subset is the whole set, so the value is the NumPy MMD of the
-    # returned features and there is no spread between subsets.
-    assert res["kid"]["subset_size"] == 16 and res["kid"]["std"] == pytest.approx(0.0, abs=1e-12)
+    # returned features and its std over subsets is not a measurement: n/a (None), not 0.
+    assert res["kid"]["subset_size"] == 16 and res["kid"]["std"] is None
+    # Arrays have no patients: the floor splits the images themselves (8 and 8).
+    assert res["fid"]["floor"]["n_real_a"] == 8 and res["fid"]["floor"]["value"] > 0
     assert res.value("kid") == pytest.approx(mmd_reference(res.real_features, res.synthetic_features), rel=1e-6)
     out = json.loads(res.to_json(tmp_path / "r.json").read_text())
     assert set(METRICS) <= set(out) and out["fid"]["value"] == pytest.approx(res.value("fid"))
@@ -60,7 +67,7 @@ def test_evaluate_input_errors(tmp_path, textures):
 
 def test_evaluate_settings_come_from_the_config_and_arguments_win(tmp_path, textures):
     real, syn = textures(6, 64, seed=1), textures(6, 64, seed=2)
-    # No features argument: the config's (configs/evaluate.yaml says domain; this file says random).
+    # No features argument: the config's (configs/evaluate.yaml says random, seed 0; this file says seed 4).
     res = evaluate(real, syn, cache_dir=tmp_path, config={**FAST, "features": "random", "random_seed": 4},
                    progress=False)
     assert res["fid"]["feature_extractor"] == "random-cnn(seed=4)"
@@ -68,6 +75,9 @@ def test_evaluate_settings_come_from_the_config_and_arguments_win(tmp_path, text
     with pytest.raises(MedsynthError, match="not found"):
         evaluate(real, syn, features="random", inception_weights=tmp_path / "none.pth", cache_dir=tmp_path,
                  config={**FAST, "inception_weights": None}, progress=False)
+    # realism=False leaves the C2ST and the lesion statistics out (their JSON keys too).
+    off = evaluate(real, syn, features="random", cache_dir=tmp_path, config=FAST, realism=False, progress=False)
+    assert off.realism is None and off.lesion_stats is None and "realism" not in off.to_dict()
     # Unknown settings are refused, nested ones too.
     with pytest.raises(ConfigError, match="kid_subset"):
         evaluate(real, syn, features="random", config={"kid_subset": 3}, progress=False)
@@ -79,13 +89,29 @@ def test_evaluate_phantom_datasets_with_domain_features(tmp_path, phantom_sets):
     res = evaluate(phantom_sets["train"], phantom_sets["synthetic"], features="domain", cache_dir=tmp_path,
                    config=FAST, progress=False)
     assert res["fid"]["feature_extractor"].startswith("domain-simclr")
-    assert "roi_fid" in res.metrics and res["roi_fid"]["n_real"] >= 8 and res["roi_fid"]["value"] > 0
+    # Both sets have masks: the headline metrics are on lesion ROIs; whole images come beside them.
+    assert res["fid"]["scope"] == "lesion-rois" and res["fid"]["n_real"] >= 8 and res["fid"]["value"] > 0
+    assert res["image_fid"]["scope"] == "whole-images" and res["image_fid"]["n_real"] == 8
     assert res.meta["feature_extractor"]["cache_hit"] is False
+    # Realism: the C2ST and the lesion statistics, under the JSON keys the issue names.
+    data = json.loads(res.to_json(tmp_path / "r.json").read_text())
+    realism = data["realism"]
+    assert isinstance(realism["c2st_auc"], float) and 0.0 <= realism["c2st_auc"] <= 1.0
+    lo, hi = realism["c2st_ci95"]
+    assert lo <= realism["c2st_auc"] <= hi
+    assert "mass" in realism["by_class"] and "by_margin" in realism
+    assert realism["most_synthetic"] and realism["roi"]["mm_per_px"] == 0.5
+    assert {"contrast", "hf_power_ratio"} <= set(data["lesion_stats"])
+    assert data["lesion_stats"]["settings"]["resolution"].startswith("full-resolution")
+    page = res.save_html(tmp_path / "r.html").read_text()
+    assert "can a classifier tell real lesions from synthetic" in page and "real-vs-real floor" in page
+    assert "most obviously synthetic ROIs" in page and "radial power spectra" in page
+    assert "C2ST AUC" in res._repr_html_()  # the notebook view has the realism section too
     again = evaluate(phantom_sets["train"], phantom_sets["test"], features="domain", cache_dir=tmp_path,
                      config=FAST, progress=False)
     assert again.meta["feature_extractor"]["cache_hit"] is True  # encoder trained once per real set
     assert again.meta["real_feature_cache"]["misses"] == 0
-    assert again["roi_fid"]["feature_extractor"] == res["roi_fid"]["feature_extractor"]
+    assert again["image_fid"]["feature_extractor"] == res["image_fid"]["feature_extractor"]
 
 
 @pytest.mark.slow

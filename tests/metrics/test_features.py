@@ -222,3 +222,57 @@ def test_inception_weight_errors(tmp_path, random_inception_file):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(InvalidModelError, match="cannot read"):
         get_extractor(f"inception:{tmp_path / 'junk.pth'}")
+
+
+@pytest.fixture(scope="module")
+def copies_and_new(tmp_path_factory):
+    """Real phantoms (40 images), 40 new ones of other patients, and augmented copies of the first
+    set: horizontal flip, 2 px shift, x0.95 intensity, light noise (the issue's measurement)."""
+    from medsynth.metrics.images import load_image_set
+    from medsynth.phantoms import make_phantoms
+
+    root = tmp_path_factory.mktemp("copies")
+    kw = dict(n=40, seed=21, size=(192, 156), lesion_fraction=1.0)
+    real = load_image_set(make_phantoms(root / "real", **kw), roi_fit=False)
+    new = load_image_set(make_phantoms(root / "new", patient_offset=1000, **kw), roi_fit=False)
+
+    def augment(x, seed=0):
+        x = np.roll(x[:, :, ::-1], 2, axis=2) * 0.95 + np.random.default_rng(seed).normal(0, 0.01, x.shape)
+        return np.clip(x, 0, 1).astype(np.float32)
+
+    return {"images": (real.images, new.images, augment(real.images)),
+            "rois": (real.rois, new.rois, augment(real.rois))}
+
+
+def test_default_extractor_does_not_score_augmented_copies_above_new_samples(copies_and_new):
+    from medsynth.metrics.evaluate import _extractor_config
+    from medsynth.metrics.fidelity import fid
+
+    cfg = load_config(None, kind="evaluate")
+    assert cfg["features"] == "random"
+    for scope, (real, new, copies) in copies_and_new.items():
+        for seed in (0, 1, 2):  # the packaged seed, and two others: not a lucky draw
+            ext = get_extractor(cfg["features"], config={**_extractor_config("random", cfg, real.shape[-1]),
+                                                          "seed": seed})
+            f_real = ext.embed(real)
+            assert fid(f_real, ext.embed(copies)) >= fid(f_real, ext.embed(new)), (scope, seed)
+
+
+def _domain_copy_ratio(copies_and_new, cache, config):
+    from medsynth.metrics.fidelity import fid
+
+    real, new, copies = copies_and_new["images"]
+    ext = get_extractor("domain", real=real, cache_dir=cache, config=config)
+    f_real = ext.embed(real)
+    return fid(f_real, ext.embed(copies)) / fid(f_real, ext.embed(new))
+
+
+def test_domain_encoder_is_blind_to_copies_by_design(copies_and_new, tmp_path):
+    # The bias docs/commands/evaluate.md warns of: the invariant encoder (right for copy detection)
+    # puts augmented copies closer to the real set than genuinely new real images.
+    assert _domain_copy_ratio(copies_and_new, tmp_path, DOMAIN_TEST_CONFIG) < 1.0
+
+
+@pytest.mark.slow
+def test_shipped_domain_encoder_scores_copies_far_better_than_new_images(copies_and_new, tmp_path):
+    assert _domain_copy_ratio(copies_and_new, tmp_path, None) < 0.25

@@ -159,3 +159,45 @@ def test_bad_feature_inputs_raise_medsynth_errors():
         fidelity.fid(rng.standard_normal((5, 4)), rng.standard_normal((5, 3)))
     with pytest.raises(InvalidImageError, match="at least 6"):
         fidelity.prdc(rng.standard_normal((5, 4)), rng.standard_normal((9, 4)), k=5)
+
+
+def test_kid_std_is_none_when_there_is_no_spread_to_measure():
+    assert fidelity.kid_std_or_none(0.0, 40, 40, 40, subsets=10) is None  # every subset the whole set
+    assert fidelity.kid_std_or_none(0.1, 20, 40, 40, subsets=1) is None  # one subset
+    assert fidelity.kid_std_or_none(0.1, 40, 40, 60, subsets=10) == 0.1  # synthetic subsets differ
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((12, 4)), rng.standard_normal((12, 4))
+    out = fidelity.distances_with_floor(a, b, [str(i) for i in range(12)], kid_subsets=10, k=3)
+    assert out["kid"]["std"] is None and out["kid"]["subset_size"] == 12
+
+
+def test_patient_halves_never_share_a_patient_and_are_balanced():
+    rng = np.random.default_rng(0)
+    groups = [f"p{i}" for i in rng.integers(0, 30, 200)]
+    a, b = fidelity.patient_halves(groups, seed=1)
+    assert len(a) + len(b) == 200 and not set(a) & set(b)
+    assert not {groups[i] for i in a} & {groups[i] for i in b}
+    biggest = max(groups.count(g) for g in set(groups))
+    assert abs(len(a) - len(b)) <= biggest
+    one_a, one_b = fidelity.patient_halves(["same"] * 5)
+    assert len(one_a) == 5 and len(one_b) == 0
+
+
+def test_distances_with_floor_compare_at_the_floors_sample_size(frechet_reference):
+    rng = np.random.default_rng(3)
+    real = rng.standard_normal((40, 3))
+    groups = [f"p{i // 2}" for i in range(40)]  # two samples a patient
+    fake = rng.standard_normal((60, 3)) + 2.0
+    out = fidelity.distances_with_floor(real, fake, groups, kid_subsets=20, k=3, seed=0)
+    a, b = fidelity.patient_halves(groups, seed=0)
+    floor = out["fid"]["floor"]
+    assert (floor["n_real_a"], floor["n_real_b"]) == (len(a), len(b)) == (20, 20)
+    # The floor is the same metric between the halves (scipy reference), and far below a shifted set.
+    assert floor["value"] == pytest.approx(frechet_reference(real[a], real[b]), rel=1e-5, abs=1e-8)
+    assert floor["value"] < 1.0 < floor["synthetic_at_floor_n"] and out["fid"]["value"] > 5 * floor["value"]
+    for name in ("kid", "precision", "recall", "density", "coverage"):
+        assert out[name]["floor"]["value"] is not None, name
+    assert out["precision"]["floor"]["value"] > out["precision"]["floor"]["synthetic_at_floor_n"]
+    # One patient only: no floor, and a note saying why.
+    none = fidelity.distances_with_floor(real, fake, ["p"] * 40, kid_subsets=5, k=3)
+    assert none["fid"]["floor"] is None and "halves" in none["fid"]["floor_note"]

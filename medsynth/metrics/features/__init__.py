@@ -4,9 +4,13 @@ Every extractor maps images given as an ``(N, H, W)`` float array in [0, 1] to a
 float32 array through :meth:`FeatureExtractor.embed` (:mod:`.base`), resizing to what its network
 needs. One kind a module, chosen by :func:`get_extractor` from the registry in :mod:`.registry`:
 
-- ``"random"`` (:mod:`.random_cnn`): a fixed, randomly initialised CNN with NumPy-generated weights.
-- ``"domain"`` (:mod:`.domain`, default for evaluation): a small CNN encoder trained self-supervised
-  (SimCLR) on the real set, invariant to flips, small shifts, crops, intensity and noise; cached.
+- ``"random"`` (:mod:`.random_cnn`, the default of ``evaluate``): a fixed, randomly initialised CNN
+  with NumPy-generated weights; not invariant to flips, shifts, intensity or noise, so augmented
+  copies of the real set do not score better than new real images.
+- ``"domain"`` (:mod:`.domain`): a small CNN encoder trained self-supervised (SimCLR) on the real
+  set, invariant to flips, small shifts, crops, intensity and noise; cached. Made for copy detection
+  (the audit); as a fidelity metric that invariance is a bias: it scores augmented copies of the real
+  set as far closer than genuinely new images.
 - ``"inception:PATH"`` (:mod:`.inception`): the FID Inception-v3, weights read from PATH only.
 - any ``nn.Module`` mapping ``(N, 1, H, W)`` float in [0, 1] to ``(N, D)`` (:mod:`.user`).
 """

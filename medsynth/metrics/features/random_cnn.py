@@ -61,6 +61,7 @@ def random_extractor(seed: int | None = None, input_px: int = 128) -> FeatureExt
 
         seed = int(load_config(None, kind="evaluate")["random_seed"])
     net = RandomCNN(seed)
-    return FeatureExtractor(
-        net, f"random-cnn(seed={seed})", input_px, "random-" + weights_digest(net)[:16], {"seed": seed}
-    )
+    # The input size is part of what the features are: cached real-set features are keyed by it too.
+    fingerprint = f"random-{weights_digest(net)[:16]}-{input_px}px"
+    info = {"seed": seed, "input_px": input_px}
+    return FeatureExtractor(net, f"random-cnn(seed={seed})", input_px, fingerprint, info)
