@@ -14,8 +14,9 @@ differs from seed to seed, so both are resampled: each bootstrap replicate draws
 replacement (a weight per patient) and, for each arm, draws its training seeds with replacement; the
 arm's figure is the mean over the drawn seeds of the figure on the drawn patients. The two arms of a
 difference share the patient draw (paired: the same test images), and each draws its own seeds, so
-the interval of the difference includes both the test-set and the training-seed variance. The 95 %
-interval is the percentile interval; the two-sided p-value is twice the smaller tail of the replicates
+the interval of the difference includes both the test-set and the training-seed variance (the seeds'
+spread corrected for their small number, see ``_seed_mean``). The 95 % interval is the percentile
+interval; the two-sided p-value is twice the smaller tail of the replicates
 beyond 0, ``(1 + count) / (1 + B)`` each, i.e. the level at which that interval would just touch 0.
 
 ``scipy.stats.bootstrap`` resamples one level (observations, optionally paired); this needs two
@@ -27,6 +28,7 @@ the tests check it against.
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -94,7 +96,18 @@ def _patient_sums(values: np.ndarray, patient: np.ndarray, n_patients: int) -> n
 
 
 def _seed_mean(per_seed: np.ndarray, draws: np.ndarray) -> np.ndarray:
-    """Mean over each replicate's drawn seeds: per_seed (B, S), draws (B, k) -> (B,)."""
+    """Mean over each replicate's drawn seeds: per_seed (B, S), draws (B, k) -> (B,).
+
+    Resampling S seeds with replacement spreads their mean by only (S - 1) / S of the seed variance
+    over S (a third too little at S = 3), so the seeds' deviations from their mean are first scaled by
+    sqrt(S / (S - 1)), which makes that spread unbiased (the usual small-sample correction).
+    """
+    s = per_seed.shape[1]
+    if s > 1:
+        with warnings.catch_warnings():  # replicates that drew no unit of a group are all-NaN rows
+            warnings.simplefilter("ignore", RuntimeWarning)
+            centre = np.nanmean(per_seed, axis=1, keepdims=True)
+        per_seed = centre + (per_seed - centre) * np.sqrt(s / (s - 1))
     return np.take_along_axis(per_seed, draws, axis=1).mean(axis=1)
 
 
