@@ -39,7 +39,7 @@ def demo(
     if res.summary:
         console.print("\n[bold]What the evaluation says[/]")
         for line in res.summary:
-            console.print(line, highlight=False)
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
     console.print("\nReports (open in a browser):")
     for key in ("evaluation_report", "audit_report"):
         console.print(f"  {key.replace('_', ' ')}: {res.paths[key].resolve()}")

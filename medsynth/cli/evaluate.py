@@ -154,4 +154,4 @@ def _print_utility(console: Console, res: UtilityResult) -> None:
                 table.add_row(f"{float(r):.0%}", arm, value, ci, seeds, diff)
         console.print(table)
     for line in res.summary_lines():
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)

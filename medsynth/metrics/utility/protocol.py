@@ -387,6 +387,8 @@ def _public_settings(u: dict[str, Any], train: UtilitySet, syn: UtilitySet, test
         "full": {**u["full"], "model": full_task.model_name(u["full"]["filters"])},
         "subset_seed": int(u["subset_seed"]),
         "bootstrap": "patients and seeds resampled (two levels), paired across arms; percentile 95 % CI",
+        "warning": (f"only {u['seeds']} seed(s): the intervals barely include the variance of training; use >= 3"
+                    if u["seeds"] < 3 else None),
     }
 
 

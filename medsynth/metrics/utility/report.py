@@ -42,20 +42,22 @@ def regime_figure(task: str, data: dict[str, Any]) -> Any:
     xs = [float(r) for r in regimes]
     fig = _figure(figsize=(5.2, 3.6))
     ax = fig.subplots()
-    for arm in ("real", "real+synthetic"):
+    for arm, dodge in (("real", 0.97), ("real+synthetic", 1.03)):  # side by side, not on top of each other
         vals = [data["regimes"][r]["arms"][arm]["dice"] for r in regimes]
         y = np.array([np.nan if v["value"] is None else v["value"] for v in vals])
         lo = np.array([np.nan if v["ci95"][0] is None else v["ci95"][0] for v in vals])
         hi = np.array([np.nan if v["ci95"][1] is None else v["ci95"][1] for v in vals])
-        ax.errorbar(xs, y, yerr=[y - lo, hi - y], marker="o", capsize=4, label=arm, color=COLORS[arm])
+        ax.errorbar([x * dodge for x in xs], y, yerr=[y - lo, hi - y], marker="o", capsize=4, label=arm,
+                    color=COLORS[arm])
     syn = data["regimes"][regimes[0]]["arms"]["synthetic"]["dice"]
     if syn["value"] is not None:
         ax.axhline(syn["value"], color=COLORS["synthetic"], ls="--", label="synthetic only")
         if syn["ci95"][0] is not None:
             ax.axhspan(syn["ci95"][0], syn["ci95"][1], color=COLORS["synthetic"], alpha=0.12)
-    if len(xs) > 1:
-        ax.set_xscale("log")
+    ax.set_xscale("log")
+    ax.set_xlim(min(xs) / 1.5, max(xs) * 1.5)
     ax.set_xticks(xs, [f"{x:.0%}" for x in xs])
+    ax.minorticks_off()
     ax.set_xlabel("share of real training patients")
     ax.set_ylabel("Dice on real test " + ("crops" if task == "crops" else "images"))
     ax.set_ylim(0, 1)
@@ -70,9 +72,9 @@ def forest_figure(task: str, data: dict[str, Any]) -> Any:
     for r, reg in data["regimes"].items():
         d = reg["delta"]
         rows.append((f"{float(r):.0%}: all", d))
-        for key in ("by_class", "by_margin"):
+        for key, word in (("by_class", "class"), ("by_margin", "mass margin")):
             for name, g in (d.get(key) or {}).items():
-                rows.append((f"{float(r):.0%}: {name} (n={g.get('n')})", g))
+                rows.append((f"{float(r):.0%}: {word} {name} (n={g.get('n')})", g))
     fig = _figure(figsize=(6.2, 0.32 * len(rows) + 1.1))
     ax = fig.subplots()
     for k, (label, d) in enumerate(rows):
