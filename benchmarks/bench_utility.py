@@ -74,7 +74,7 @@ def rows_of(res: Any, kind: str) -> list[dict[str, Any]]:
                 rows.append(_row(f"{task} {r} {d['arm']} - real", d["value"], "Dice",
                                  f"95% CI {d['ci95']}, p={d['p']}; {groups}; {kind}"))
     for part, secs in res.seconds.items():
-        rows.append(_row(f"time: {part}", secs, "s"))
+        rows.append(_row(f"time: {part}", secs, "s", f"cpu {res.cpu_seconds.get(part)} s"))
     return rows
 
 

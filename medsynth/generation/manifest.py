@@ -13,8 +13,9 @@ completes. The manifest keeps only ``sha256(salt)``: whoever kept the salt can p
 used and recompute the identities of their own images; from the manifest, anyone else -- even holding
 the source images -- cannot test whether a given image was a background. (The synthetic images
 themselves can: outside its painted lesions a case shows its background's pixels, which is how
-``evaluate --utility`` recognises a test image used as a background; see metrics/utility/splits.py.) Within one dataset equal identities
-still show which cases share a background, so train/validation splits can keep them together.
+``evaluate --utility`` recognises a test image used as a background; see metrics/utility/splits.py.)
+Within one dataset equal identities still show which cases share a background, so train/validation
+splits can keep them together.
 Real lesion outlines (``real:DATA``) are named the same way.
 
 The manifest is deterministic: sorted keys, no timestamps, so equal runs give equal bytes.

@@ -22,18 +22,21 @@ class UtilityResult:
             "delta_synthetic_only": {...}}, ...}, "n_test_images": ..., ...}}`` (the JSON's shape).
         splits: what the split checks checked (patients, identical images, backgrounds).
         settings: tasks, regimes, seeds, steps, networks, bootstrap.
-        seconds: time per part (read, crops, full, statistics, total).
+        seconds: wall-clock time per part (read, crops, full, statistics, total).
+        cpu_seconds: CPU time of the process per part (all threads; on a shared machine, the work's cost).
     """
 
     tasks: dict[str, Any]
     splits: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: everything under ``utility``."""
         return {"utility": jsonable({**self.tasks, "splits": self.splits, "settings": self.settings,
-                                     "seconds": self.seconds, "summary": self.summary_lines()})}
+                                     "seconds": self.seconds, "cpu_seconds": self.cpu_seconds,
+                                     "summary": self.summary_lines()})}
 
     def to_json(self, path: str | Path) -> Path:
         """Write :meth:`to_dict` as JSON (atomically); returns the path."""
