@@ -206,6 +206,10 @@ def _plain_summary(realism: dict[str, Any], ut: Any, ucfg: dict[str, Any]) -> li
             verdict = "not distinguishable from chance (0.5), so the classifier could not tell them apart"
         lines.append(f"Realism: a classifier told real lesions from synthetic ones with ROC AUC {auc:.2f}{ci_text}; "
                      f"0.5 means indistinguishable, 1.0 always told apart: {verdict}.")
+        for cls, d in (realism.get("by_class") or {}).items():  # per class, where the realism test gives it
+            value = d.get("c2st_auc", d.get("auc")) if isinstance(d, dict) else d
+            if isinstance(value, (int, float)):
+                lines.append(f"  {cls}: ROC AUC {value:.2f}")
     else:
         lines.append("Realism: no classifier two-sample test (C2ST) in this evaluation.")
     task, regime = list(ucfg["tasks"])[0], regime_key(float(ucfg["regime"]))
