@@ -27,12 +27,14 @@ class DemoResult:
     paths: dict[str, Path] = field(default_factory=dict)
     figures: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    summary: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "out": str(self.out),
             "paths": {k: str(v) for k, v in self.paths.items()},
             "figures": self.figures,
+            "summary": self.summary,
             "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
         }
 
@@ -67,7 +69,6 @@ def run_demo(
     """
     from medsynth.auditing.run import audit
     from medsynth.generation.pipeline import generate
-    from medsynth.io.datasets import load_dataset
     from medsynth.metrics.evaluate import evaluate
     from medsynth.metrics.utility import evaluate_utility
     from medsynth.models.lora import finetune_lora
@@ -133,24 +134,24 @@ def run_demo(
         res.paths["synthetic"] = gen.out  # load_dataset reads a generate output folder as it is
         res.figures["cases_per_s"] = round(gen.generated / max(gen.seconds, 1e-9), 3)
 
-    # 5. Fidelity and downstream utility against real (phantom) test data.
-    with step("evaluate", "Evaluating fidelity and downstream segmentation utility"):
+    # 5. Fidelity, realism and downstream utility against real (phantom) test data.
+    with step("evaluate", "Evaluating fidelity, realism and downstream segmentation utility"):
         ecfg = cfg["evaluate"]
         ev = evaluate(res.paths["data_test"], res.paths["synthetic"], features=ecfg["features"], progress=progress)
         ucfg = ecfg["utility"]
-        # The low-data regime synthetic data is meant for: a few real training images.
-        few_real = [c for c in load_dataset(res.paths["data_train"]) if c.mask is not None][
-            : int(ucfg["n_real_train"])
-        ]
+        # The low-data regime synthetic data is meant for: a few of the real training patients.
         ut = evaluate_utility(
-            few_real, res.paths["synthetic"], res.paths["data_test"],
-            steps=int(ucfg["steps"]), seeds=int(ucfg["seeds"]), progress=progress,
+            res.paths["data_train"], res.paths["synthetic"], res.paths["data_test"], tasks=list(ucfg["tasks"]),
+            regimes=[float(ucfg["regime"])], steps=int(ucfg["steps"]), seeds=int(ucfg["seeds"]), progress=progress,
         )
         ev.to_json(out / "evaluation.json")
         ut.to_json(out / "utility.json")
         res.paths["evaluation_report"] = ev.save_html(out / "evaluation.html", utility=ut)
         res.figures["fid_domain"] = ev.value("fid")
-        res.figures["dice"] = {arm: round(v["dice_mean"], 3) for arm, v in ut.arms.items()}
+        res.figures.update(_utility_figures(ut, ucfg))
+        realism = ev.to_dict().get("realism") or {}
+        res.figures["c2st_auc"] = realism.get("c2st_auc")
+        res.summary = _plain_summary(realism, ut, ucfg)
 
     # 6. The privacy audit that decides whether the set may leave the hospital.
     with step("audit", "Auditing the synthetic set for privacy"):
@@ -166,6 +167,54 @@ def run_demo(
 
     (out / "demo-summary.json").write_text(json.dumps(res.to_dict(), indent=2))
     return res
+
+
+def _utility_figures(ut: Any, ucfg: dict[str, Any]) -> dict[str, Any]:
+    """The demo's headline utility figures: Dice per arm and the difference, for its main task and regime."""
+    from medsynth.metrics.utility import regime_key
+
+    task, regime = list(ucfg["tasks"])[0], regime_key(float(ucfg["regime"]))
+    reg = ut.regime(task, regime)
+    delta = reg["delta"]
+
+    def brief(d: dict[str, Any]) -> dict[str, Any]:
+        return {"value": _r(d.get("value")), "ci95": [_r(x) for x in d.get("ci95") or [None, None]],
+                "p": _r(d.get("p"))}
+
+    return {
+        "dice": {arm: _r(v) for arm, v in ut.dice(task, regime).items()},
+        "utility_delta": {"task": task, "regime": regime, "arm": "real+synthetic", "versus": "real",
+                          **brief(delta), "by_class": {k: brief(v) for k, v in (delta.get("by_class") or {}).items()}},
+    }
+
+
+def _r(x: Any, nd: int = 3) -> Any:
+    return None if x is None else round(float(x), nd)
+
+
+def _plain_summary(realism: dict[str, Any], ut: Any, ucfg: dict[str, Any]) -> list[str]:
+    """What the evaluation found, in sentences a newcomer understands."""
+    from medsynth.metrics.utility import regime_key
+
+    lines = []
+    auc, ci = realism.get("c2st_auc"), realism.get("c2st_ci95")
+    if auc is not None:
+        ci_text = f" (95 % CI {ci[0]:.2f} to {ci[1]:.2f})" if ci and ci[0] is not None else ""
+        if ci and ci[0] is not None and ci[0] > 0.5:
+            verdict = "so the synthetic lesions can still be told from real ones"
+        else:
+            verdict = "not distinguishable from chance (0.5), so the classifier could not tell them apart"
+        lines.append(f"Realism: a classifier told real lesions from synthetic ones with ROC AUC {auc:.2f}{ci_text}; "
+                     f"0.5 means indistinguishable, 1.0 always told apart: {verdict}.")
+        for cls, d in (realism.get("by_class") or {}).items():  # per class, where the realism test gives it
+            value = d.get("c2st_auc", d.get("auc")) if isinstance(d, dict) else d
+            if isinstance(value, (int, float)):
+                lines.append(f"  {cls}: ROC AUC {value:.2f}")
+    else:
+        lines.append("Realism: no classifier two-sample test (C2ST) in this evaluation.")
+    task, regime = list(ucfg["tasks"])[0], regime_key(float(ucfg["regime"]))
+    lines += ut.summary_lines(task, regime)
+    return lines
 
 
 MARKER = ".medsynth-demo"

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def test_demo_quick_end_to_end(tmp_path):
     out = tmp_path / "demo"
@@ -24,6 +26,22 @@ def test_demo_quick_end_to_end(tmp_path):
     assert audit["verdict"] == ("pass" if all(c["passed"] for c in audit["checks"]) else "fail")
     assert summary["figures"]["audit_verdict"] == audit["verdict"]
     assert summary["figures"]["dp_epsilon"] is not None and 0 < summary["figures"]["dp_epsilon"] <= 50.0
+    # Utility: Dice per arm at the demo's main regime, the difference with its interval, per class, in words.
+    figures = summary["figures"]
+    assert set(figures["dice"]) == {"real", "real+synthetic", "synthetic"}
+    assert all(0.0 <= v <= 1.0 for v in figures["dice"].values())
+    delta = figures["utility_delta"]
+    assert delta["value"] == pytest.approx(figures["dice"]["real+synthetic"] - figures["dice"]["real"], abs=2e-3)
+    assert delta["ci95"][0] <= delta["value"] <= delta["ci95"][1] and 0 < delta["p"] <= 1
+    assert delta["by_class"] and set(delta["by_class"]) <= {"mass", "calcification"}
+    assert "c2st_auc" in figures  # the realism test's AUC (None until that test is part of evaluate)
+    utility = json.loads((out / "utility.json").read_text())["utility"]
+    assert utility["crops"]["regimes"][delta["regime"]]["delta"]["value"] == pytest.approx(delta["value"], abs=1e-3)
+    assert utility["splits"]["patient_ids"]["real-train / real-test"].startswith("checked")
+    lines = summary["summary"]
+    assert any("Adding the synthetic set" in x and "95 % CI" in x for x in lines)
+    for line in lines:
+        assert line in res.stdout.replace("\n", " ") or line[:60] in res.stdout
     # the synthetic set is an nnU-Net raw dataset
     dataset_json = (
         json.loads((out / "synthetic" / "dataset.json").read_text())

@@ -36,6 +36,10 @@ def demo(
     console.print(table)
     for key, value in res.figures.items():
         console.print(f"  {key}: {value}")
+    if res.summary:
+        console.print("\n[bold]What the evaluation says[/]")
+        for line in res.summary:
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
     console.print("\nReports (open in a browser):")
     for key in ("evaluation_report", "audit_report"):
         console.print(f"  {key.replace('_', ' ')}: {res.paths[key].resolve()}")

@@ -44,8 +44,15 @@ def evaluate(
     real_test: Optional[Path] = typer.Option(
         None, "--real-test", help="--utility: held-out real test set (with masks)."
     ),
-    steps: Optional[int] = typer.Option(None, "--steps", help="--utility: training steps per model."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="--utility: training steps per network (both tasks)."),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="--utility: seeds per training arm."),
+    task: Optional[str] = typer.Option(None, "--task", help="--utility: crops | full | both. (default both)"),
+    regimes: Optional[str] = typer.Option(
+        None, "--regimes", help="--utility: fractions of the real-train patients, e.g. 0.1,0.3,1."
+    ),
+    background_salt: Optional[Path] = typer.Option(
+        None, "--background-salt", help="--utility: file with the generate run's salt (hex), to check its manifest."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Evaluate a synthetic set: C2ST realism, lesion statistics, FID/KID/PRDC/MS-SSIM with real-vs-real floors;
@@ -66,7 +73,8 @@ def evaluate(
         from medsynth.metrics.utility import evaluate_utility
 
         res = evaluate_utility(real_train, synthetic, real_test, steps=steps, seeds=seeds, config=config,
-                               progress=progress)
+                               progress=progress, tasks=task, regimes=_fractions(regimes),
+                               background_salt=background_salt)
         _print_utility(console, res)
         if json_out is not None:
             console.print(f"JSON: {res.to_json(json_out)}")
@@ -165,17 +173,38 @@ def _print_realism(console: Console, result: EvaluationResult) -> None:
         console.print(table)
     elif stats is not None:
         console.print(f"[dim]{stats.get('note')}[/]")
+def _fractions(text: Optional[str]) -> Optional[list[float]]:
+    from medsynth.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as e:
+        raise ConfigError(f"--regimes takes fractions separated by commas (e.g. 0.1,0.3,1), got {text!r}") from e
 
 
 def _print_utility(console: Console, res: UtilityResult) -> None:
     from rich.table import Table
 
-    table = Table(title=f"downstream Dice on {res.n_test} real test crops")
-    for col in ("trained on", "Dice", "95% CI", "per seed", "n train"):
-        table.add_column(col)
-    for arm, r in res.arms.items():
-        table.add_row(
-            arm, f"{r['dice_mean']:.3f}", f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]",
-            " ".join(f"{v:.3f}" for v in r["seed_means"]), str(r["n_train"]),
-        )
-    console.print(table)
+    for task, data in res.tasks.items():
+        units = (f"{data.get('n_test_crops')} real test crops" if task == "crops"
+                 else f"{data.get('n_test_images')} real test images ({data.get('n_test_lesions')} lesions)")
+        table = Table(title=f"{task}: Dice on {units} of {data['n_test_patients']} patients")
+        for col in ("regime", "trained on", "Dice", "95% CI", "per seed", "vs real (95% CI, p)"):
+            table.add_column(col)
+        for r, reg in data["regimes"].items():
+            for arm, a in reg["arms"].items():
+                d = a["dice"]
+                ci = "" if d["ci95"][0] is None else f"[{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}]"
+                key = {"real+synthetic": "delta", "synthetic": "delta_synthetic_only"}.get(arm)
+                diff = ""
+                if key and reg[key]["value"] is not None and reg[key]["ci95"][0] is not None:
+                    x = reg[key]
+                    diff = f"{x['value']:+.3f} [{x['ci95'][0]:+.3f}, {x['ci95'][1]:+.3f}], p={x['p']:.3g}"
+                seeds = " ".join("—" if v is None else f"{v:.3f}" for v in d["seed_values"])
+                value = "—" if d["value"] is None else f"{d['value']:.3f}"
+                table.add_row(f"{float(r):.0%}", arm, value, ci, seeds, diff)
+        console.print(table)
+    for line in res.summary_lines():
+        console.print(line, highlight=False, markup=False, soft_wrap=True)

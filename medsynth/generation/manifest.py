@@ -12,9 +12,12 @@ patient ID. A background image is named only by ``HMAC-SHA256(salt, sha256(pixel
 32 random bytes drawn per run (unless the caller gives one), kept only in the run's private state
 folder while the run is unfinished (so a resume uses the same one) and deleted when the run
 completes. The manifest keeps only ``sha256(salt)``: whoever kept the salt can prove which salt was
-used and recompute the identities of their own images; anyone else -- even holding the source
-images -- cannot test whether a given image was a background. Within one dataset equal identities
-still show which cases share a background, so train/validation splits can keep them together.
+used and recompute the identities of their own images; from the manifest, anyone else -- even holding
+the source images -- cannot test whether a given image was a background. (The synthetic images
+themselves can: outside its painted lesions a case shows its background's pixels, which is how
+``evaluate --utility`` recognises a test image used as a background; see metrics/utility/splits.py.)
+Within one dataset equal identities still show which cases share a background, so train/validation
+splits can keep them together.
 Real lesion outlines (``real:DATA``) are named the same way.
 
 The manifest is deterministic: sorted keys, no timestamps, so equal runs give equal bytes.

@@ -69,6 +69,7 @@ from medsynth.generation.state import (
     read_state,
     write_record,
 )
+from medsynth.io.fingerprints import image_digest
 from medsynth.io.writers import FORMATS, LABELS, get_writer, to_uint16
 from medsynth.io.writers.atomic import remove_stale_temporaries
 from medsynth.models.privacy import dp_record
@@ -256,7 +257,7 @@ def _prepare_case(index: int, seed: int, backgrounds: Sequence[Any], masks: Mask
     image = np.asarray(bg.image.unit_pixels(), dtype=np.float32)
     bg.image.release()
     spacing = (float(bg.image.spacing[0]), float(bg.image.spacing[1]))
-    digest = hashlib.sha256(str(image.shape).encode() + image.tobytes()).hexdigest()
+    digest = image_digest(image)  # the one image identity (medsynth.io.fingerprints)
     label = _existing_labels(bg, image.shape)
     pre_existing = int((label > 0).sum())
     tissue = tissue_mask(image)

@@ -4,8 +4,8 @@ Sections: the metrics table (with sample counts, the feature extractor, the scop
 distance's real-vs-real floor), a PCA of real vs synthetic features, the realism section (the C2ST's
 AUC overall, per class and per margin; the ROIs the classifier finds most obviously synthetic beside
 real ones; the lesion statistics, real against synthetic, with the radially averaged spectra),
-sample sheets of both sets, and -- when a utility run is given -- Dice bars with 95% bootstrap
-intervals. Also the ``_repr_html_`` of results in Jupyter.
+sample sheets of both sets, and -- when a utility run is given -- its section
+(:mod:`medsynth.metrics.utility.report`). Also the ``_repr_html_`` of results in Jupyter.
 """
 
 from __future__ import annotations
@@ -63,21 +63,6 @@ def sample_sheet(images: np.ndarray, title: str, cols: int = 8) -> Any:
     for ax, im in zip(axes, images):
         ax.imshow(im, cmap="gray", vmin=0.0, vmax=1.0)
     fig.suptitle(title)
-    return fig
-
-
-def dice_figure(utility: Any) -> Any:
-    """Bars of mean Dice per training arm with 95% bootstrap intervals."""
-    arms = list(utility.arms)
-    means = [utility.arms[a]["dice_mean"] for a in arms]
-    lo = [m - utility.arms[a]["ci95"][0] for a, m in zip(arms, means)]
-    hi = [utility.arms[a]["ci95"][1] - m for a, m in zip(arms, means)]
-    fig = _figure(figsize=(5, 3.5))
-    ax = fig.subplots()
-    ax.bar(arms, means, yerr=[lo, hi], capsize=6, color=["#4c72b0", "#55a868", "#c44e52"][: len(arms)])
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("Dice on real test crops")
-    ax.set_title(f"downstream segmentation ({utility.settings['steps']} steps x {utility.settings['seeds']} seeds)")
     return fig
 
 
@@ -245,21 +230,11 @@ def realism_html(result: Any) -> str:
     return "\n".join(parts) if len(parts) > 1 else ""
 
 
-def utility_table(utility: Any) -> str:
-    rows = "".join(
-        f"<tr><td><b>{html.escape(a)}</b></td><td>{r['dice_mean']:.3f}</td>"
-        f"<td>[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]</td>"
-        f"<td>{', '.join(f'{v:.3f}' for v in r['seed_means'])}</td><td>{r['n_train']}</td></tr>"
-        for a, r in utility.arms.items()
-    )
-    head = "<tr><th>trained on</th><th>Dice</th><th>95% bootstrap CI</th><th>per seed</th><th>n train crops</th></tr>"
-    return (f'<table class="ms">{head}{rows}</table>'
-            f'<p class="note">{utility.n_test} real test crops; {html.escape(str(utility.settings))}</p>')
-
-
 def utility_html(utility: Any, full_page: bool = False) -> str:
-    body = f"<h2>Downstream utility</h2>{utility_table(utility)}{img_tag(dice_figure(utility), 'Dice bars')}"
-    return page("medsynth utility", body, _STYLE) if full_page else f"<div>{body}</div>"
+    """The utility section: :func:`medsynth.metrics.utility.report.utility_html`."""
+    from medsynth.metrics.utility.report import utility_html as render
+
+    return render(utility, full_page=full_page)
 
 
 def evaluation_html(result: Any, utility: Any = None, full_page: bool = True) -> str:

@@ -50,6 +50,22 @@ def phantom_sets(tmp_path_factory) -> dict[str, Path]:
     return sets
 
 
+@pytest.fixture(scope="session")
+def utility_sets(tmp_path_factory) -> dict[str, Path]:
+    """Small phantom sets of distinct patients for the utility test (real-train, synthetic stand-in, real-test).
+
+    128x104 px at 0.8 mm; a quarter of the images lesion-free, as in real screening sets.
+    """
+    from medsynth.phantoms import make_phantoms
+
+    root = tmp_path_factory.mktemp("utility")
+    sets = {}
+    for name, seed, n, offset in (("train", 31, 12, 0), ("synthetic", 32, 8, 1000), ("test", 33, 8, 2000)):
+        sets[name] = make_phantoms(root / name, n=n, seed=seed, size=(128, 104), lesion_fraction=0.75,
+                                   patient_offset=offset)
+    return sets
+
+
 def frechet_distance_scipy(real: np.ndarray, fake: np.ndarray, eps: float = 1e-6) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets, with ``scipy.linalg.sqrtm``.
 

@@ -65,17 +65,23 @@ def test_cli_inception_without_weights_is_bad_input(phantom_sets, capsys):
     assert "pt_inception-2015-12-05" in capsys.readouterr().err
 
 
-def test_cli_utility_in_process(phantom_sets, tmp_path):
+def test_cli_utility_in_process(utility_sets, tmp_path):
     out = tmp_path / "u.json"
     # --steps given wins over the file; --seeds left out leaves the file's value (not the packaged 3).
     config = tmp_path / "u.yaml"
-    config.write_text(yaml.safe_dump({"utility": {"steps": 50, "seeds": 1, "batch_size": 4}}))
-    code = main(["evaluate", "--utility", "--real-train", str(phantom_sets["train"]),
-                 "--synthetic", str(phantom_sets["synthetic"]), "--real-test", str(phantom_sets["test"]),
-                 "--steps", "2", "--config", str(config), "--json", str(out), "--report", str(tmp_path / "u.html"),
-                 "--no-progress"])
+    config.write_text(yaml.safe_dump({"utility": {"seeds": 1, "crops": {"steps": 50, "batch_size": 4}}}))
+    code = main(["evaluate", "--utility", "--real-train", str(utility_sets["train"]),
+                 "--synthetic", str(utility_sets["synthetic"]), "--real-test", str(utility_sets["test"]),
+                 "--task", "crops", "--regimes", "0.5,1", "--steps", "2", "--config", str(config),
+                 "--json", str(out), "--report", str(tmp_path / "u.html"), "--no-progress"])
     assert code == 0
     utility = json.loads(out.read_text())["utility"]
-    assert set(utility["arms"]) == {"real", "real+synthetic", "synthetic"}
-    assert (utility["settings"]["steps"], utility["settings"]["seeds"], utility["settings"]["batch_size"]) == (2, 1, 4)
+    assert set(utility) >= {"crops", "splits", "settings", "summary"} and "full" not in utility
+    assert set(utility["crops"]["regimes"]) == {"0.5", "1"}
+    assert set(utility["crops"]["regimes"]["1"]["arms"]) == {"real", "real+synthetic", "synthetic"}
+    assert {"value", "ci95", "p"} <= set(utility["crops"]["regimes"]["1"]["delta"])
+    s = utility["settings"]
+    assert (s["crops"]["steps"], s["seeds"], s["crops"]["batch_size"]) == (2, 1, 4)
     assert "data:image/png;base64," in (tmp_path / "u.html").read_text()
+    assert main(["evaluate", "--utility", "--real-train", str(utility_sets["train"]), "--synthetic",
+                 str(utility_sets["synthetic"]), "--real-test", str(utility_sets["test"]), "--regimes", "a,b"]) == 2

@@ -75,30 +75,68 @@ def test_scipy_bootstrap_equals_the_former_percentile_bootstrap(lesion_masks):
         assert bootstrap_ci(values) == got  # seeded
 
 
-def test_utility_end_to_end_on_phantoms(phantom_sets, tmp_path):
+# Tiny settings for the mechanics: the images are 128x104 at 0.8 mm, so the full-image task works at
+# that spacing with 32 px patches and a three-level DynUNet.
+TINY = {"utility": {"n_boot": 200, "crops": {"steps": 3, "batch_size": 4},
+                    "full": {"steps": 2, "batch_size": 2, "spacing_mm": 0.8, "patch_px": 32, "filters": [4, 8, 16]}}}
+
+
+def test_utility_end_to_end_on_phantoms(utility_sets, tmp_path):
     # Settings not given come from the config (laid over configs/evaluate.yaml); arguments win.
-    config = {"utility": {"steps": 3, "seeds": 5, "batch_size": 4}}
-    res = evaluate_utility(phantom_sets["train"], phantom_sets["synthetic"], phantom_sets["test"],
-                           seeds=2, config=config, progress=False)
-    assert (res.settings["steps"], res.settings["seeds"], res.settings["batch_size"]) == (3, 2, 4)
-    assert (res.settings["roi_mm"], res.settings["roi_px"]) == (32.0, 64)
-    assert set(res.arms) == {"real", "real+synthetic", "synthetic"}
-    assert res.n_test >= 6
-    for arm, r in res.arms.items():
-        assert 0.0 <= r["dice_mean"] <= 1.0 and len(r["seed_means"]) == 2
-        assert r["ci95"][0] <= r["dice_mean"] + 1e-9 and r["dice_mean"] <= r["ci95"][1] + 1e-9
-    assert res.arms["real+synthetic"]["n_train"] == res.arms["real"]["n_train"] + res.arms["synthetic"]["n_train"]
-    assert '"arms"' in res.to_json(tmp_path / "u.json").read_text()
+    res = evaluate_utility(utility_sets["train"], utility_sets["synthetic"], utility_sets["test"],
+                           seeds=2, regimes=[0.5, 1], config={**TINY, "utility": {**TINY["utility"], "seeds": 5}},
+                           progress=False)
+    s = res.settings
+    assert s["seeds"] == 2 and s["regimes"] == [0.5, 1.0] and s["tasks"] == ["crops", "full"]
+    assert (s["crops"]["steps"], s["crops"]["batch_size"], s["full"]["patch_px"]) == (3, 4, 32)
+    assert (s["crops"]["roi_mm"], s["crops"]["roi_px"]) == (32.0, 64)
+    data = res.to_dict()["utility"]
+    for task in ("crops", "full"):
+        t = data[task]
+        assert set(t["regimes"]) == {"0.5", "1"} and t["n_test_patients"] == 4
+        for regime, reg in t["regimes"].items():
+            assert set(reg["arms"]) == {"real", "real+synthetic", "synthetic"}
+            for arm, a in reg["arms"].items():
+                d = a["dice"]
+                assert 0.0 <= d["value"] <= 1.0 and len(d["seed_values"]) == 2
+                assert d["ci95"][0] <= d["value"] + 1e-9 <= d["ci95"][1] + 2e-9
+                assert set(a["by_class"]) <= {"mass", "calcification"} and a["by_class"]
+            n_real = reg["arms"]["real"]["n_train"]
+            n_mix = reg["arms"]["real+synthetic"]["n_train"]
+            assert n_mix["real_images"] == n_real["real_images"] and n_mix["synthetic_images"] == [8, 8]
+            for key in ("delta", "delta_synthetic_only"):
+                delta = reg[key]
+                assert {"value", "ci95", "p"} <= set(delta) and 0 < delta["p"] <= 1
+                assert delta["ci95"][0] <= delta["value"] + 1e-9 <= delta["ci95"][1] + 2e-9
+                # The headline difference is the difference of the arms' means (same seeds, same test units).
+                other = "real+synthetic" if key == "delta" else "synthetic"
+                assert delta["value"] == pytest.approx(reg["arms"][other]["dice"]["value"]
+                                                       - reg["arms"]["real"]["dice"]["value"])
+                for group in delta["by_class"].values():
+                    assert {"value", "ci95", "p", "n"} <= set(group)
+        # Regimes draw patients per seed and nest: 50 % of 6 patients is 3, 100 % all 6.
+        assert t["regimes"]["0.5"]["arms"]["real"]["n_train"]["real_patients"] == [3, 3]
+        assert t["regimes"]["1"]["arms"]["real"]["n_train"]["real_patients"] == [6, 6]
+    full = data["full"]["regimes"]["1"]["arms"]["real"]
+    assert {"dice_lesion_images", "dice_lesion_free", "lesion_dice", "sensitivity@0.5fp", "sensitivity@1fp",
+            "sensitivity@2fp"} <= set(full)
+    assert data["splits"]["patient_ids"]["real-train / real-test"].startswith("checked")
+    assert any("95 % CI" in line for line in data["summary"])
+    assert '"delta"' in res.to_json(tmp_path / "u.json").read_text()
     assert "data:image/png;base64," in res._repr_html_()
-    assert res.save_html(tmp_path / "u.html").read_text().lstrip().lower().startswith("<!doctype html")
+    page = res.save_html(tmp_path / "u.html").read_text()
+    assert page.lstrip().lower().startswith("<!doctype html") and page.count("data:image/png;base64,") == 4
 
 
-def test_utility_input_errors(phantom_sets, textures):
-    with pytest.raises(InvalidDatasetError, match="no lesion masks"):
-        evaluate_utility(
-            phantom_sets["train"], textures(4, 64), phantom_sets["test"], steps=1, seeds=1, progress=False
-        )
+def test_utility_input_errors(utility_sets, textures):
+    with pytest.raises(InvalidDatasetError, match="dataset"):
+        evaluate_utility(utility_sets["train"], textures(4, 64), utility_sets["test"], progress=False, config=TINY)
     with pytest.raises(ConfigError, match="steps"):
-        evaluate_utility(
-            phantom_sets["train"], phantom_sets["synthetic"], phantom_sets["test"], steps=0, progress=False
-        )
+        evaluate_utility(utility_sets["train"], utility_sets["synthetic"], utility_sets["test"], steps=0,
+                         progress=False)
+    with pytest.raises(ConfigError, match="regimes"):
+        evaluate_utility(utility_sets["train"], utility_sets["synthetic"], utility_sets["test"], regimes=[0, 0.5],
+                         progress=False)
+    with pytest.raises(ConfigError, match="task"):
+        evaluate_utility(utility_sets["train"], utility_sets["synthetic"], utility_sets["test"], tasks="crop",
+                         progress=False)

@@ -1,0 +1,397 @@
+"""``evaluate_utility``: does adding a synthetic set help a segmentation model on real test data?
+
+The protocol, in the order it runs:
+
+1. read real-train, synthetic and real-test once (:mod:`.data`);
+2. refuse splits that share a patient, an image or a background (:mod:`.splits`);
+3. for each task (``crops``: a UNet on lesion crops; ``full``: a DynUNet on whole images,
+   :mod:`.crops`, :mod:`.full`), each seed and each data regime (a fraction of the real-train
+   *patients*, drawn per seed, nested), train the same network for the same number of steps on
+   ``real``, ``real+synthetic`` and (once per seed) ``synthetic`` only, and score it on every real test
+   image;
+4. summarise each arm and each arm-vs-real difference with the two-level bootstrap of :mod:`.stats`
+   (patients and seeds resampled), overall, per lesion class and per margin.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsynth.errors import ConfigError
+from medsynth.metrics.utility.data import UtilitySet, read_set, regime_patients
+from medsynth.metrics.utility.result import UtilityResult
+from medsynth.metrics.utility.stats import (
+    FrocMetric,
+    MeanMetric,
+    PatientBootstrap,
+    summarize_arm,
+    summarize_delta,
+    threshold_grid,
+)
+
+TASKS = ("crops", "full")
+ARMS = ("real", "real+synthetic", "synthetic")
+
+
+def regime_key(fraction: float) -> str:
+    """How a regime is named in the JSON: ``"0.1"``, ``"0.3"``, ``"1"``."""
+    return f"{float(fraction):g}"
+
+
+def _settings(config: Any, steps: int | None, seeds: int | None, batch_size: int | None, roi_mm: float | None,
+              roi_px: int | None, tasks: Any, regimes: Any) -> dict[str, Any]:
+    from medsynth.config import load_config
+
+    cfg = load_config(config, kind="evaluate", overrides={"roi_mm": roi_mm, "roi_px": roi_px})
+    u = cfg["utility"]
+    u = {**u, "crops": dict(u["crops"]), "full": dict(u["full"]), "splits": dict(u["splits"])}
+    if seeds is not None:
+        u["seeds"] = seeds
+    if tasks is not None:
+        u["tasks"] = [tasks] if isinstance(tasks, str) else list(tasks)
+    if regimes is not None:
+        u["regimes"] = [regimes] if isinstance(regimes, (int, float)) else list(regimes)
+    if steps is not None:
+        u["crops"]["steps"] = u["full"]["steps"] = steps
+    if batch_size is not None:
+        u["crops"]["batch_size"] = batch_size
+    u["tasks"] = ["crops", "full"] if u["tasks"] in ("both", ["both"]) else list(u["tasks"])
+    bad = [t for t in u["tasks"] if t not in TASKS]
+    if bad or not u["tasks"]:
+        raise ConfigError(f"unknown utility task(s) {bad or u['tasks']}; known: crops, full (or both)")
+    if not isinstance(u["seeds"], int) or u["seeds"] < 1:
+        raise ConfigError(f"seeds must be an integer >= 1, got {u['seeds']!r}")
+    for t in ("crops", "full"):
+        if not isinstance(u[t]["steps"], int) or u[t]["steps"] < 1:
+            raise ConfigError(f"steps must be an integer >= 1, got {u[t]['steps']!r} ({t} task)")
+    try:
+        u["regimes"] = sorted({float(r) for r in u["regimes"]})
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"regimes must be fractions in (0, 1], got {u['regimes']!r}") from e
+    if not u["regimes"] or any(not 0 < r <= 1 for r in u["regimes"]):
+        raise ConfigError(f"regimes must be fractions in (0, 1], got {u['regimes']!r}")
+    if not 0 <= float(u["full"]["foreground_fraction"]) <= 1:
+        raise ConfigError(f"full.foreground_fraction must lie in [0, 1], got {u['full']['foreground_fraction']}")
+    u["roi_mm"], u["roi_px"] = float(cfg["roi_mm"]), int(cfg["roi_px"])
+    return u
+
+
+def _subsets(train: UtilitySet, u: dict[str, Any]) -> dict[tuple[int, str], np.ndarray]:
+    """Per (seed, regime): the real-train images of the regime's patients (extended until one has a lesion)."""
+    pidx, names = train.patient_index()
+    has_lesion = np.zeros(len(names), bool)
+    if train.crop_image is not None:
+        has_lesion[pidx[train.crop_image]] = True
+    for k, fi in enumerate(train.full):
+        if fi.lesions:
+            has_lesion[pidx[k]] = True
+    out = {}
+    for seed in range(u["seeds"]):
+        for frac in u["regimes"]:
+            chosen, order = regime_patients(len(names), frac, seed, int(u["subset_seed"]))
+            k = len(chosen)
+            while not has_lesion[order[:k]].any() and k < len(order):
+                k += 1  # a regime without a single lesion cannot train the crop task
+            out[(seed, regime_key(frac))] = np.flatnonzero(np.isin(pidx, order[:k]))
+    return out
+
+
+class _TaskRun:
+    """The per-seed outputs of one task on the test set, and how to turn them into metrics."""
+
+    def __init__(self, task: str, test: UtilitySet, fp_rates: list[float], thresholds: np.ndarray | None) -> None:
+        self.task = task
+        self.fp_rates = fp_rates
+        self.thresholds = thresholds
+        pidx, self.patient_names = test.patient_index()
+        self.n_patients = len(self.patient_names)
+        self.outputs: dict[str, dict[str, list[np.ndarray]]] = {}
+        self.n_train: dict[str, dict[str, list[int]]] = {}
+        if task == "crops":
+            assert test.crop_image is not None
+            self.unit_patient = pidx[test.crop_image]
+            self.classes, self.margins = list(test.crop_classes), list(test.crop_margins)
+        else:
+            self.image_patient = pidx
+            self.has_lesion = np.asarray([bool(fi.lesions) for fi in test.full])
+            self.unit_patient = np.asarray([pidx[i] for i, fi in enumerate(test.full) for _ in fi.lesions],
+                                           dtype=np.int64)
+            self.classes = [c for fi in test.full for c in fi.classes]
+            self.margins = [m for fi in test.full for m in fi.margins]
+
+    def add(self, arm: str, values: dict[str, np.ndarray], n_train: dict[str, int]) -> None:
+        for name, v in values.items():
+            self.outputs.setdefault(arm, {}).setdefault(name, []).append(v)
+        for name, v in n_train.items():
+            self.n_train.setdefault(arm, {}).setdefault(name, []).append(int(v))
+
+    def _stack(self, arm: str, name: str) -> np.ndarray:
+        return np.stack(self.outputs[arm][name])
+
+    def groups(self) -> dict[str, dict[str, np.ndarray]]:
+        """Units (crops or lesions) per class and per margin."""
+        out: dict[str, dict[str, np.ndarray]] = {"by_class": {}, "by_margin": {}}
+        for key, labels in (("by_class", self.classes), ("by_margin", self.margins)):
+            for name in sorted({x for x in labels if x is not None}):
+                out[key][name] = np.asarray([k for k, x in enumerate(labels) if x == name], dtype=np.int64)
+        return out
+
+    def metrics(self, arm: str, units: np.ndarray | None = None) -> dict[str, Any]:
+        """The arm's metrics: over all test units (``units`` None) or over a group of crops/lesions."""
+        if self.task == "crops":
+            d = self._stack(arm, "dice")
+            idx = slice(None) if units is None else units
+            return {"dice": MeanMetric(d[:, idx], self.unit_patient[idx])}
+        les_dice, les_score = self._stack(arm, "lesion_dice"), self._stack(arm, "lesion_score")
+        fp = self._stack(arm, "fp_counts")
+        idx = slice(None) if units is None else units
+        out: dict[str, Any] = {}
+        if units is None:
+            img = self._stack(arm, "dice")
+            out["dice"] = MeanMetric(img, self.image_patient)
+            out["dice_lesion_images"] = MeanMetric(img[:, self.has_lesion], self.image_patient[self.has_lesion])
+            out["dice_lesion_free"] = MeanMetric(img[:, ~self.has_lesion], self.image_patient[~self.has_lesion])
+        out["lesion_dice"] = MeanMetric(les_dice[:, idx], self.unit_patient[idx])
+        for r in self.fp_rates:
+            out[f"sensitivity@{r:g}fp"] = FrocMetric(fp, self.image_patient, les_score[:, idx],
+                                                     self.unit_patient[idx], self.thresholds, float(r))
+        return out
+
+    @property
+    def headline(self) -> str:
+        return "dice"
+
+    @property
+    def group_headline(self) -> str:
+        return "dice" if self.task == "crops" else "lesion_dice"
+
+    def summarize(self, regimes: list[str], n_boot: int, seed: int) -> dict[str, Any]:
+        plan = PatientBootstrap(self.n_patients, n_boot, seed)
+        groups = self.groups()
+
+        def arm_summary(arm_id: str) -> dict[str, Any]:
+            out: dict[str, Any] = {name: summarize_arm(m, plan, arm_id) for name, m in self.metrics(arm_id).items()}
+            for key, members in groups.items():
+                out[key] = {}
+                for name, units in members.items():
+                    entry = {mname: summarize_arm(m, plan, arm_id)
+                             for mname, m in self.metrics(arm_id, units).items()}
+                    out[key][name] = {"n": int(len(units)), **entry}
+            out["n_train"] = {k: v for k, v in self.n_train.get(arm_id, {}).items()}
+            return out
+
+        def delta(a: str, b: str) -> dict[str, Any]:
+            ma, mb = self.metrics(a), self.metrics(b)
+            all_metrics = {name: summarize_delta(ma[name], a, mb[name], b, plan) for name in ma}
+            out: dict[str, Any] = {"metric": self.headline, **all_metrics[self.headline], "metrics": all_metrics}
+            for key, members in groups.items():
+                out[key] = {}
+                for name, units in members.items():
+                    ga, gb = self.metrics(a, units), self.metrics(b, units)
+                    gm = {mname: summarize_delta(ga[mname], a, gb[mname], b, plan) for mname in ga}
+                    out[key][name] = {"metric": self.group_headline, "n": int(len(units)),
+                                      **gm[self.group_headline], "metrics": gm}
+            return out
+
+        syn = arm_summary("synthetic")
+        result: dict[str, Any] = {}
+        for r in regimes:
+            real_id, mix_id = f"real@{r}", f"real+synthetic@{r}"
+            result[r] = {
+                "arms": {"real": arm_summary(real_id), "real+synthetic": arm_summary(mix_id), "synthetic": syn},
+                "delta": {"arm": "real+synthetic", "versus": "real", **delta(mix_id, real_id)},
+                "delta_synthetic_only": {"arm": "synthetic", "versus": "real", **delta("synthetic", real_id)},
+            }
+        return result
+
+
+def evaluate_utility(
+    real_train: Any,
+    synthetic: Any,
+    real_test: Any,
+    steps: int | None = None,
+    seeds: int | None = None,
+    batch_size: int | None = None,
+    roi_mm: float | None = None,
+    roi_px: int | None = None,
+    progress: bool = True,
+    *,
+    tasks: str | list[str] | None = None,
+    regimes: float | list[float] | None = None,
+    background_salt: bytes | str | Path | None = None,
+    config: str | Path | dict[str, Any] | None = None,
+) -> UtilityResult:
+    """Train segmentation networks on real, real + synthetic and synthetic data; score them on real test data.
+
+    Args:
+        real_train, synthetic, real_test: dataset paths, Datasets or lists of Cases, with lesion masks;
+            patient IDs (CBIS-DDSM, a folder's ``cases.csv``, ...) are used to subsample, resample and
+            check the splits (without them each image counts as its own patient).
+        steps: training steps per network, both tasks (default: ``utility.crops.steps`` and
+            ``utility.full.steps`` of the config).
+        seeds: training seeds per arm (>= 3 for a meaningful interval).
+        batch_size: crops per step of the crop task.
+        roi_mm, roi_px: physical size and pixels of the scored crops.
+        progress: show progress bars.
+        tasks: ``"crops"``, ``"full"``, ``"both"`` or a list.
+        regimes: fractions of the real-train patients, e.g. ``[0.1, 0.3, 1]``.
+        background_salt: the salt of the ``medsynth generate`` run (bytes, hex, or a file), to check the
+            manifest's salted background identities against the real images.
+        config: a path or dict laid over ``configs/evaluate.yaml`` (its ``utility`` section).
+
+    Returns:
+        A :class:`UtilityResult` (``to_dict()["utility"]`` is the JSON).
+
+    Raises:
+        InvalidDatasetError: a set is empty or has no masks; two sets share a patient, an image or a
+            background.
+        ConfigError: an unknown task, a regime outside (0, 1], steps or seeds below 1, a wrong salt.
+    """
+    from medsynth.utils import progress_bar
+
+    # 1. Settings
+    u = _settings(config, steps, seeds, batch_size, roi_mm, roi_px, tasks, regimes)
+    t0, c0 = time.perf_counter(), time.process_time()
+    timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}  # process CPU seconds: on a shared machine, what the work itself cost
+
+    # 2. Read the three sets (each image once)
+    want = {"crops": "crops" in u["tasks"], "full": "full" in u["tasks"]}
+    read = dict(roi_mm=u["roi_mm"], roi_px=u["roi_px"], spacing_mm=float(u["full"]["spacing_mm"]), progress=progress,
+                **want)
+    train = read_set(real_train, "real-train", **read)
+    syn = read_set(synthetic, "synthetic", **read)
+    test = read_set(real_test, "real-test", **read)
+    timings["read"], cpu["read"] = time.perf_counter() - t0, time.process_time() - c0
+
+    # 3. Refuse overlapping splits before anything is trained
+    s = u["splits"]
+    splits = check_splits_and_describe(train, test, syn, background_salt, s)
+
+    # 4. Train and score
+    subsets = _subsets(train, u)
+    regime_keys = [regime_key(r) for r in u["regimes"]]
+    pidx, _ = train.patient_index()
+    runs: dict[str, _TaskRun] = {}
+    n_jobs = len(u["tasks"]) * u["seeds"] * (2 * len(regime_keys) + 1)
+    with progress_bar(progress, "{task.fields[what]}") as bar:
+        job = bar.add_task("training utility networks", total=n_jobs, what="")
+        for task in u["tasks"]:
+            t1, c1 = time.perf_counter(), time.process_time()
+            thresholds = threshold_grid(float(u["full"]["candidate_threshold"])) if task == "full" else None
+            run = runs[task] = _TaskRun(task, test, [float(r) for r in u["fp_rates"]], thresholds)
+            for seed in range(u["seeds"]):
+                arms: list[tuple[str, np.ndarray | None, bool]] = [("synthetic", None, True)]
+                for r in regime_keys:
+                    sub = subsets[(seed, r)]
+                    arms += [(f"real@{r}", sub, False), (f"real+synthetic@{r}", sub, True)]
+                for arm_id, images, with_syn in arms:
+                    bar.update(job, what=f"{task} {arm_id} seed {seed}")
+                    values, n_train = _train_and_score(task, u, train, syn, test, images, with_syn, seed, pidx)
+                    run.add(arm_id, values, n_train)
+                    bar.advance(job)
+            timings[task], cpu[task] = time.perf_counter() - t1, time.process_time() - c1
+
+    # 5. Statistics
+    t2, c2 = time.perf_counter(), time.process_time()
+    data: dict[str, Any] = {}
+    for task, run in runs.items():
+        n_units = len(run.unit_patient)
+        data[task] = {
+            "n_test_images": len(test),
+            "n_test_patients": run.n_patients,
+            f"n_test_{'crops' if task == 'crops' else 'lesions'}": int(n_units),
+            "test_by_class": {k: int(len(v)) for k, v in run.groups()["by_class"].items()},
+            "test_by_margin": {k: int(len(v)) for k, v in run.groups()["by_margin"].items()},
+            "regimes": run.summarize(regime_keys, int(u["n_boot"]), int(u["bootstrap_seed"])),
+        }
+    timings["statistics"], cpu["statistics"] = time.perf_counter() - t2, time.process_time() - c2
+    timings["total"], cpu["total"] = time.perf_counter() - t0, time.process_time() - c0
+    settings = _public_settings(u, train, syn, test)
+    return UtilityResult(tasks=data, splits=splits, settings=settings,
+                         seconds={k: round(v, 1) for k, v in timings.items()},
+                         cpu_seconds={k: round(v, 1) for k, v in cpu.items()})
+
+
+def check_splits_and_describe(train: UtilitySet, test: UtilitySet, syn: UtilitySet, salt: Any,
+                              s: dict[str, Any]) -> dict[str, Any]:
+    from medsynth.metrics.utility.splits import check_splits
+
+    report = check_splits(train, test, syn, salt=salt, dilate_mm=float(s["dilate_mm"]),
+                          max_residual=float(s["max_residual"]))
+    report["sets"] = {
+        x.what: {"source": x.source, "images": len(x), "patients": len(set(x.patients)),
+                 "patient_ids": "from the dataset" if x.has_patient_ids else "missing: each image is its own patient"}
+        for x in (train, test, syn)
+    }
+    return report
+
+
+def _train_and_score(task: str, u: dict[str, Any], train: UtilitySet, syn: UtilitySet, test: UtilitySet,
+                     images: np.ndarray | None, with_syn: bool, seed: int,
+                     pidx: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Train one network (real images ``images`` of the train set, plus the synthetic set or not) and
+    score it on the test set."""
+    from medsynth.metrics.utility import crops as crop_task
+    from medsynth.metrics.utility import full as full_task
+    from medsynth.metrics.utility.stats import dice_per_case
+
+    real_images = np.zeros(0, np.int64) if images is None else images
+    n_train = {"real_images": len(real_images), "real_patients": len(set(pidx[real_images].tolist())),
+               "synthetic_images": len(syn) if with_syn else 0}
+    if task == "crops":
+        c = u["crops"]
+        assert train.crops is not None and syn.crops is not None and test.crops is not None
+        sel = np.flatnonzero(np.isin(train.crop_image, real_images))
+        parts_x = [train.crops[sel]] + ([syn.crops] if with_syn else [])
+        parts_m = [train.crop_masks[sel]] + ([syn.crop_masks] if with_syn else [])
+        x, m = np.concatenate(parts_x), np.concatenate(parts_m)
+        n_train["crops"] = len(x)
+        model = crop_task.train_crop_segmenter(x, m, int(c["steps"]), seed, u["roi_px"], int(c["batch_size"]),
+                                               float(c["lr"]))
+        xt = crop_task.centre_window(test.crops, u["roi_px"])
+        mt = crop_task.centre_window(test.crop_masks, u["roi_px"])
+        return {"dice": dice_per_case(crop_task.predict_crops(model, xt), mt)}, n_train
+    f = u["full"]
+    pool = [train.full[i] for i in real_images] + (list(syn.full) if with_syn else [])
+    model = full_task.train_full_segmenter(pool, int(f["steps"]), seed, int(f["patch_px"]), int(f["batch_size"]),
+                                           float(f["lr"]), float(f["foreground_fraction"]), list(f["filters"]))
+    thresholds = threshold_grid(float(f["candidate_threshold"]))
+    dice, les_dice, les_score, fp_counts = [], [], [], []
+    for fi in test.full:
+        prob = full_task.predict_full(model, fi.image, int(f["patch_px"]), float(f["overlap"]))
+        sc = full_task.score_image(prob, fi, float(f["spacing_mm"]), float(f["candidate_threshold"]),
+                                   float(f["window_mm"]))
+        dice.append(sc.dice)
+        les_dice.append(sc.lesion_dice)
+        les_score.append(sc.lesion_score)
+        fp_counts.append((sc.fp_scores[:, None] >= thresholds[None, :]).sum(0))
+    values = {"dice": np.asarray(dice), "lesion_dice": np.concatenate(les_dice),
+              "lesion_score": np.concatenate(les_score), "fp_counts": np.stack(fp_counts)}
+    return values, n_train
+
+
+def _public_settings(u: dict[str, Any], train: UtilitySet, syn: UtilitySet, test: UtilitySet) -> dict[str, Any]:
+    from medsynth.metrics.utility import crops as crop_task
+    from medsynth.metrics.utility import full as full_task
+
+    return {
+        "tasks": list(u["tasks"]),
+        "regimes": [float(r) for r in u["regimes"]],
+        "seeds": int(u["seeds"]),
+        "n_boot": int(u["n_boot"]),
+        "fp_rates": [float(r) for r in u["fp_rates"]],
+        "crops": {**u["crops"], "roi_mm": u["roi_mm"], "roi_px": u["roi_px"], "model": crop_task.MODEL_NAME},
+        "full": {**u["full"], "model": full_task.model_name(u["full"]["filters"])},
+        "subset_seed": int(u["subset_seed"]),
+        "bootstrap": "patients and seeds resampled (two levels), paired across arms; percentile 95 % CI",
+        "warning": (f"only {u['seeds']} seed(s): the intervals barely include the variance of training; use >= 3"
+                    if u["seeds"] < 3 else None),
+    }
+
+
+__all__ = ["ARMS", "TASKS", "evaluate_utility", "regime_key"]
