@@ -40,16 +40,18 @@ def audit(
     if report is not None:
         result.save_html(report)
 
-    table = Table(
-        title=f"medsynth audit: {result.verdict.upper()}", title_style="bold green" if result.passed else "bold red"
-    )
+    unchecked = [c["name"] for c in result.checks if c["passed"] is None]
+    title = f"medsynth audit: {result.verdict.upper()}" + (f" ({len(unchecked)} not checked)" if unchecked else "")
+    style = "bold red" if not result.passed else "bold yellow" if unchecked else "bold green"
+    table = Table(title=title, title_style=style)
     for col in ("check", "result", "value", "threshold"):
         table.add_column(col)
+    status = {None: "[yellow]not checked[/]", True: "[green]pass[/]", False: "[bold red]FAIL[/]"}
     for c in result.checks:
         value = c["value"]
         table.add_row(
             c["name"],
-            "[green]pass[/]" if c["passed"] else "[bold red]FAIL[/]",
+            status[c["passed"]],
             f"{value:.4g}" if isinstance(value, float) else str(value),
             "" if c["threshold"] is None else str(c["threshold"]),
         )

@@ -12,8 +12,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from medsynth.auditing.phi import check_phi
+from medsynth.auditing.phi import check_phi, training_identifiers
 from medsynth.config import load_config
+from medsynth.io.datasets import load_dataset
 
 MG = "1.2.840.10008.5.1.4.1.1.1.2"
 
@@ -39,7 +40,7 @@ def write_synthetic(path: Path, **attrs) -> Path:
     ds.SOPInstanceUID = generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.PatientName, ds.PatientID = "SYNTHETIC", "SYN-0001"
+    ds.PatientName, ds.PatientID = f"SYNTHETIC^{path.stem.upper()}", f"SYNTHETIC_{path.stem.upper()}"
     ds.Modality, ds.SeriesDescription = "MG", "L CC"
     ds.PatientIdentityRemoved, ds.DeidentificationMethod = "YES", "medsynth synthetic"
     ds.BurnedInAnnotation = "NO"
@@ -54,8 +55,10 @@ def write_synthetic(path: Path, **attrs) -> Path:
     return path
 
 
-def run(syn: Path, train: Path, pids=("P_00001", "P_00002"), rel=("Mass-Training_P_00001_LEFT_CC/000000.dcm",)):
-    return check_phi(syn, train, list(pids), list(rel), load_config(None, kind="audit")["phi"])
+def run(syn: Path, train: Path):
+    """The PHI check of ``syn`` against the training set ``train`` (patients P_00001, P_00002)."""
+    cfg = load_config(None, kind="audit")["phi"]
+    return check_phi(syn, training_identifiers(load_dataset(train), train, cfg), cfg)
 
 
 def test_clean_synthetic_passes(train_root, tmp_path):
@@ -73,9 +76,11 @@ def test_copied_patient_name_fails(train_root, tmp_path):
     write_synthetic(tmp_path / "syn" / "case_0000.dcm")
     write_synthetic(tmp_path / "syn" / "case_0001.dcm", PatientName=name)
     res = run(tmp_path / "syn", train_root)
-    hits = [f for f in res.findings if f.keyword == "PatientName"]
+    hits = [f for f in res.findings if f.keyword == "PatientName" and f.problem == "training identifier copied"]
     assert len(hits) == 1 and hits[0].file == "case_0001.dcm" and hits[0].value == name.upper()
-    assert hits[0].source.endswith(".dcm")
+    assert hits[0].source.endswith(".dcm") and hits[0].kind == "DICOM PatientName"
+    # ... and the name is not medsynth's synthetic pattern either.
+    assert [f.file for f in res.findings if f.problem == "PatientName is not a synthetic name"] == ["case_0001.dcm"]
 
 
 def test_leaks_in_sequences_private_tags_and_file_meta(train_root, tmp_path):
