@@ -296,25 +296,20 @@ def training_identifiers(train: Sequence[Any] | None, train_root: Path | str | N
     idents = TrainingIdentifiers(cfg, None if root is None else str(root.resolve()))
     columns = re.compile(str(cfg["identifying_columns"]), re.IGNORECASE)
     dicom_files: list[Path] = []
-    for case in train or ():
+    cases = list(train or ())
+    case_parts = [_path_parts(case, root) for case in cases]
+    # A folder or file name most cases share ("imagesTr", "masks", "000000") belongs to the layout.
+    shared = {part for part, n in _count(p for parts in case_parts for p in set(parts)).items()
+              if len(cases) >= 3 and n > len(cases) / 2}
+    for case, parts in zip(cases, case_parts):
         image_path = Path(case.image.path)
         rel = str(getattr(case, "image_relpath", "") or _rel(image_path, root))
         if case.patient_id not in (None, ""):
             idents.add(case.patient_id, "patient ID", rel)
         idents.add(case.case_id, "case ID", rel)
-        paths = [rel]
-        mask = getattr(case, "mask", None)
-        if mask is not None and getattr(mask, "path", None) is not None:
-            paths.append(_rel(mask.path, root))
-            for roi in (mask.metadata or {}).get("roi_paths", []):  # CBIS-DDSM ROI files
-                paths.append(_rel(roi, root))
-        for p in paths:
-            parts = Path(p).parts
-            for i, part in enumerate(parts):
-                if part in ("", "/", ".."):
-                    continue
-                last = i == len(parts) - 1
-                idents.add(_stem(part) if last else part, "file name" if last else "folder name", rel)
+        for (name, kind) in parts:
+            if (name, kind) not in shared:
+                idents.add(name, kind, rel)
         for key, value in (getattr(case, "metadata", None) or {}).items():
             if isinstance(value, (str, int)) and not isinstance(value, bool) and columns.search(str(key)):
                 idents.add(value, f"index column {key!r}", rel)
@@ -333,6 +328,31 @@ def training_identifiers(train: Sequence[Any] | None, train_root: Path | str | N
             for v in _values(elem):
                 idents.add(v, kind, rel, vr=str(elem.VR))
     return idents
+
+
+def _path_parts(case: Any, root: Path | None) -> list[tuple[str, str]]:
+    """(name, "folder name" / "file name") of every part of a case's image and mask paths."""
+    rel = str(getattr(case, "image_relpath", "") or _rel(case.image.path, root))
+    paths = [rel]
+    mask = getattr(case, "mask", None)
+    if mask is not None and getattr(mask, "path", None) is not None:
+        paths.append(_rel(mask.path, root))
+        for roi in (mask.metadata or {}).get("roi_paths", []):  # CBIS-DDSM ROI files
+            paths.append(_rel(roi, root))
+    out = []
+    for p in paths:
+        parts = [q for q in Path(p).parts if q not in ("", "/", "..")]
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            out.append((_stem(part), "file name") if last else (part, "folder name"))
+    return out
+
+
+def _count(items: Iterable[Any]) -> dict[Any, int]:
+    out: dict[Any, int] = {}
+    for item in items:
+        out[item] = out.get(item, 0) + 1
+    return out
 
 
 def _stem(name: str) -> str:

@@ -212,8 +212,8 @@ class DicomWriter:
         )
         # General Image module, required (type 2C) when there is no frame of reference.
         seg.PatientOrientation = list(source.PatientOrientation)
-        if getattr(source, "Laterality", ""):  # the SEG's series segments the same breast
-            seg.Laterality = source.Laterality
+        # No Laterality here: a SEG without BodyPartExamined may not carry it (dciodvfy: "present when
+        # condition unsatisfied"); the side is the referenced image's.
         _mark_synthetic(seg)
         _freeze_clock_and_random_uids(seg, case_uid(self.uid_entropy, case_id, "seg-dimensions"))
         return seg
