@@ -175,7 +175,8 @@ class TrainingIdentifiers:
         if not ident.is_uid and not long_number and is_generic_name(text, self._generic):
             if text not in self._seen:
                 self._seen.add(text)
-                self.not_searched.append(f"{text} ({kind}: generic name)")
+                where = "; compared whole with synthetic DICOM values" if vr else ""
+                self.not_searched.append(f"{text} ({kind}: generic name{where})")
             return
         self.exact.setdefault(text, ident)
         if not runs:

@@ -20,7 +20,7 @@ from medsynth.html import fmt, img_tag
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 .verdict{font-size:2em;font-weight:700;padding:.4em .8em;border-radius:8px;display:inline-block}
-.pass{background:#d9f2dc;color:#135c1e}.fail{background:#f9d6d5;color:#8a1c17}
+.pass{background:#d9f2dc;color:#135c1e}.fail{background:#f9d6d5;color:#8a1c17}.partial{background:#fbeccb;color:#8a5a00}
 table{border-collapse:collapse;margin:.6em 0}
 td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;font-size:.92em}
 th{background:#f3f3f3}.ok{color:#135c1e;font-weight:600}.bad{color:#8a1c17;font-weight:600}.warn{color:#8a5a00;font-weight:600}
@@ -116,9 +116,12 @@ def render_html(result: Any, standalone: bool = True) -> str:
     d = result.to_dict()
     plots = result.plots
     v = d["verdict"]
-    parts = [f'<h1>medsynth privacy audit</h1><div class="verdict {v}">{v.upper()}</div>']
     failed = [c["name"] for c in d["checks"] if c["passed"] is False]
     unchecked = [c["name"] for c in d["checks"] if c["passed"] is None]
+    # A pass with a check that could not run is not shown as a plain green pass.
+    banner = f"{v.upper()} ({len(unchecked)} NOT CHECKED)" if unchecked and v == "pass" else v.upper()
+    style = "partial" if unchecked and v == "pass" else v
+    parts = [f'<h1>medsynth privacy audit</h1><div class="verdict {style}">{banner}</div>']
     parts.append(f"<p>{len(d['checks'])} checks, {len(failed)} failed"
                  + (f": {html.escape(', '.join(failed))}" if failed else "")
                  + (f"; <span class='warn'>{len(unchecked)} not checked: {html.escape(', '.join(unchecked))}</span>"

@@ -405,4 +405,5 @@ def test_audit_reports_pixel_text_and_not_checked(burned, tmp_path, monkeypatch,
     assert "not checked" in out and "1 not checked" in out
     assert any("NOT CHECKED" in n for n in doc["notes"])
     html = (tmp_path / "b.html").read_text()
-    assert "NOT CHECKED" in html and '<td>phi_pixel_text</td><td><span class="warn">not checked</span>' in html
+    assert '<div class="verdict partial">PASS (1 NOT CHECKED)</div>' in html  # not a plain green pass
+    assert '<td>phi_pixel_text</td><td><span class="warn">not checked</span>' in html
