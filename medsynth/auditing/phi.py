@@ -154,6 +154,7 @@ class TrainingIdentifiers:
         self.source_path = source_path
         self._index: dict[tuple[str, ...], list[Identifier]] = {}
         self._lengths: set[int] = set()
+        self._firsts: set[str] = set()
         self._seen: set[str] = set()
 
     def add(self, value: Any, kind: str, source: str, vr: str = "") -> None:
@@ -196,6 +197,7 @@ class TrainingIdentifiers:
             if all(i.value != ident.value for i in bucket):
                 bucket.append(ident)
                 self._lengths.add(len(key))
+                self._firsts.add(key[0])
         if text not in self._seen:
             self._seen.add(text)
             self.searchable.append(ident)
@@ -206,6 +208,8 @@ class TrainingIdentifiers:
         spans = [(m.start(), m.end(), m.group()) for m in _RUN.finditer(upper)]
         found: dict[str, Identifier] = {}
         for i in range(len(spans)):
+            if spans[i][2] not in self._firsts:  # no identifier starts with this token
+                continue
             for k in self._lengths:
                 if i + k > len(spans):
                     continue
