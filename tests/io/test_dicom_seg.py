@@ -165,19 +165,14 @@ def test_generate_dicom_reads_back_masks_and_laterality(tmp_path):
     from medsynth.phantoms import make_phantoms
 
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = LesionInpainter({"image_size": 32, "block_out_channels": [16, 32], "norm_num_groups": 8,
-                                 "num_inference_steps": 2})
-        phantoms = make_phantoms(tmp_path / "bg", 4, seed=3, size=(128, 104), layout="folder", lesion_fraction=0.0)
-        right = [c for c in load_dataset(phantoms) if c.metadata.get("laterality") == "R"]
-        assert right and all(c.image.laterality is None for c in right)  # PNG: the side is in cases.csv only
-        opts = {"masks": "shapes", "n": 2, "seed": 4, "progress": False, "salt": b"s" * 32}
-        generate(model, right, out=tmp_path / "dcm", format="dicom", **opts)
-        generate(model, right, out=tmp_path / "png", format="png", **opts)
-    finally:
-        torch.set_num_threads(threads)
+    model = LesionInpainter({"image_size": 32, "block_out_channels": [16, 32], "norm_num_groups": 8,
+                             "num_inference_steps": 2})
+    phantoms = make_phantoms(tmp_path / "bg", 4, seed=3, size=(128, 104), layout="folder", lesion_fraction=0.0)
+    right = [c for c in load_dataset(phantoms) if c.metadata.get("laterality") == "R"]
+    assert right and all(c.image.laterality is None for c in right)  # PNG: the side is in cases.csv only
+    opts = {"masks": "shapes", "n": 2, "seed": 4, "progress": False, "salt": b"s" * 32}
+    generate(model, right, out=tmp_path / "dcm", format="dicom", **opts)
+    generate(model, right, out=tmp_path / "png", format="png", **opts)
     dcm, png = load_dataset(tmp_path / "dcm"), load_dataset(tmp_path / "png")
     assert [c.case_id for c in dcm] == [c.case_id for c in png] == ["case_0000", "case_0001"]
     for a, b in zip(dcm, png):
