@@ -374,8 +374,8 @@ def test_ocr_extra_pulls_no_torch():
 
 def test_audit_reports_pixel_text_and_not_checked(burned, tmp_path, monkeypatch, capsys):
     """End to end through ``medsynth audit``: burned-in text fails the ``phi_pixel_text`` check (exit 1);
-    without the OCR extra a clean set passes with that check "not checked" -- in the JSON (passed
-    null), the terminal table and the HTML report -- never "pass"."""
+    without the OCR extra a clean set passes with that check "not checked" -- in the JSON (status),
+    the terminal table and the HTML report -- never "pass"."""
     import importlib.util
     import sys
 
@@ -391,7 +391,7 @@ def test_audit_reports_pixel_text_and_not_checked(burned, tmp_path, monkeypatch,
         assert main(common + ["--synthetic", str(burned["text"]), "--json", str(tmp_path / "a.json")]) == 1
         doc = json.loads((tmp_path / "a.json").read_text())
         check = next(c for c in doc["checks"] if c["name"] == "phi_pixel_text")
-        assert check["passed"] is False and check["value"] == 4 and check["details"]["status"] == "checked"
+        assert check["passed"] is False and check["value"] == 4 and check["status"] == "fail"
         assert doc["phi"]["pixel_text"]["n_images_with_text"] == 4
     monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)
     capsys.readouterr()
@@ -401,9 +401,9 @@ def test_audit_reports_pixel_text_and_not_checked(burned, tmp_path, monkeypatch,
     doc = json.loads((tmp_path / "b.json").read_text())
     check = next(c for c in doc["checks"] if c["name"] == "phi_pixel_text")
     assert code == 0 and doc["verdict"] == "pass", [c for c in doc["checks"] if c["passed"] is False]
-    assert check["passed"] is None and check["details"]["status"] == "not checked"
+    assert check["status"] == "not checked" and check["value"] is None  # keeps the verdict, never a "pass"
     assert "not checked" in out and "1 not checked" in out
     assert any("NOT CHECKED" in n for n in doc["notes"])
     html = (tmp_path / "b.html").read_text()
     assert '<div class="verdict partial">PASS (1 NOT CHECKED)</div>' in html  # not a plain green pass
-    assert '<td>phi_pixel_text</td><td><span class="warn">not checked</span>' in html
+    assert '<td>phi_pixel_text</td><td><span class="na">not checked</span>' in html
