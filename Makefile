@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# CPU torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	# The ocr extra (burned-in text in the audit) is installed so that the tests cover it.
+	$(BIN)/python -m pip install -q -e ".[dev,ocr]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -164,9 +164,23 @@ def run_demo(
         au.save_html(out / "audit.html")
         res.paths["audit_report"] = out / "audit.html"
         res.figures["audit_verdict"] = au.verdict
+        res.summary.append(_audit_sentence(au.checks, au.verdict))
 
     (out / "demo-summary.json").write_text(json.dumps(res.to_dict(), indent=2))
     return res
+
+
+def _audit_sentence(checks: list[dict[str, Any]], verdict: str) -> str:
+    """The audit's verdict in words, naming what failed, could not tell or was not run."""
+    def named(status: str) -> str:
+        return ", ".join(c["name"] for c in checks if c.get("status") == status)
+
+    text = f"Privacy audit: {verdict.upper()} ({len(checks)} checks"
+    for status, word in (("fail", "failed"), ("inconclusive", "could not tell (too few samples)"),
+                         ("not checked", "not run"), ("not DP", "no DP guarantee")):
+        if named(status):
+            text += f"; {word}: {named(status)}"
+    return text + ")." + ("" if verdict == "pass" else " This set is not cleared for release as it stands.")
 
 
 def _utility_figures(ut: Any, ucfg: dict[str, Any]) -> dict[str, Any]:

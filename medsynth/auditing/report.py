@@ -2,7 +2,8 @@
 
 Sections follow the checks: memorization (grid of the closest synthetic/train pairs), holdout
 baseline (histograms of synthetic→train against holdout→train distances), membership inference
-(ROC curves), differential privacy, PHI (with the note that pixel text is not OCR'd), then notes
+(ROC curves), differential privacy, PHI (files and, by OCR, pixel text: "not checked" without the
+``ocr`` extra), then notes
 and the settings used. ``AuditResult._repr_html_`` uses the same body inside Jupyter.
 """
 
@@ -20,7 +21,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 .verdict{font-size:2em;font-weight:700;padding:.4em .8em;border-radius:8px;display:inline-block}
 .pass{background:#d9f2dc;color:#135c1e}.fail{background:#f9d6d5;color:#8a1c17}
-.inconclusive{background:#fdebc8;color:#7a4b00}.warn{color:#7a4b00;font-weight:600}
+.inconclusive{background:#fdebc8;color:#7a4b00}.warn{color:#7a4b00;font-weight:600}.partial{background:#fbeccb;color:#8a5a00}
 table{border-collapse:collapse;margin:.6em 0}
 td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;font-size:.92em}
 th{background:#f3f3f3}.ok{color:#135c1e;font-weight:600}.bad{color:#8a1c17;font-weight:600}
@@ -181,14 +182,16 @@ def render_html(result: Any, standalone: bool = True) -> str:
     v = d["verdict"]
     failed = [c["name"] for c in d["checks"] if not c["passed"]]
     unsure = [c["name"] for c in d["checks"] if c.get("status") == "inconclusive"]
-    # A verdict that passed with checks that could not tell is never shown as a plain green pass.
-    banner = "inconclusive" if v == "pass" and unsure else v
-    label = f"PASS, {len(unsure)} INCONCLUSIVE" if banner == "inconclusive" else v.upper()
-    parts = [f'<h1>medsynth privacy audit</h1><div class="verdict {banner}">{label}</div>']
+    unchecked = [c["name"] for c in d["checks"] if c.get("status") == "not checked"]
+    # Only a verdict with every check run and passed is a plain green pass.
+    label = v.upper() + (f" ({len(unchecked)} NOT CHECKED)" if unchecked and v != "fail" else "")
+    style = "partial" if unchecked and v == "pass" else v
+    parts = [f'<h1>medsynth privacy audit</h1><div class="verdict {style}">{label}</div>']
     parts.append(f"<p>{len(d['checks'])} checks, {len(failed)} failed"
                  + (f": {html.escape(', '.join(failed))}" if failed else "")
                  + (f"; inconclusive (too few samples to tell): {html.escape(', '.join(unsure))}" if unsure else "")
-                 + f" ({d['seconds']} s).</p>")
+                 + (f"; <span class='na'>{len(unchecked)} not checked: {html.escape(', '.join(unchecked))}</span>"
+                    if unchecked else "") + f" ({d['seconds']} s).</p>")
     inputs = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(x.get('root', x)))}</td>"
                      f"<td>{fmt(x.get('n_images')) if isinstance(x, dict) else ''}</td>"
                      f"<td>{fmt(x.get('n_rois')) if isinstance(x, dict) else ''}</td></tr>"
@@ -273,18 +276,28 @@ def render_html(result: Any, standalone: bool = True) -> str:
 
     # 5. PHI
     phi = d["phi"]
-    parts.append("<h2>5. Metadata and file names (PHI)</h2>" + _checks_table(d["checks"], "phi"))
+    parts.append("<h2>5. Metadata, file names and pixel text (PHI)</h2>" + _checks_table(d["checks"], "phi"))
+    searched = ", ".join(f"{n} {html.escape(k)}" for k, n in sorted(phi.get("identifiers_searched", {}).items()))
     parts.append(f"<p>{phi['n_dicom']} DICOM file(s) of {phi['n_files']} walked (file meta, nested sequences, "
-                 f"private tags). <b>{html.escape(phi['ocr_note'])}</b></p>")
-    if phi["findings"]:
+                 f"private tags), file names and text files searched for the training set's identifiers "
+                 f"({searched or 'none'}).</p>")
+    pt = phi.get("pixel_text", {})
+    if pt.get("status") == "checked":
+        parts.append(f"<p>Text in pixels: {pt['n_images']} image(s) read by OCR in {fmt(pt['seconds'])} s; "
+                     f"{pt['n_images_with_text']} with text.</p>")
+    else:
+        parts.append(f"<p class='na'>Text in pixels: NOT CHECKED ({html.escape(str(pt.get('reason', '')))}). "
+                     "An image with burned-in text would pass.</p>")
+    rows_src = phi["findings"][:200] + pt.get("findings", [])[:200]
+    if rows_src:
         rows = "".join(f"<tr><td>{html.escape(f.get('file', ''))}</td><td>{html.escape(f.get('problem', ''))}</td>"
                        f"<td>{html.escape(f.get('keyword', ''))} {html.escape(f.get('tag', ''))}</td>"
                        f"<td>{html.escape(f.get('value', ''))}</td><td>{html.escape(f.get('source', ''))}</td></tr>"
-                       for f in phi["findings"][:200])
+                       for f in rows_src)
         parts.append("<table><tr><th>file</th><th>problem</th><th>attribute</th><th>value</th>"
                      f"<th>training source</th></tr>{rows}</table>")
     if phi["identifiers_not_searched"]:
-        parts.append(f"<p class='note'>Identifiers too short to search safely: "
+        parts.append(f"<p class='note'>Values not searched (generic sequential names, too short): "
                      f"{html.escape(', '.join(phi['identifiers_not_searched'][:50]))}</p>")
 
     # Notes and settings

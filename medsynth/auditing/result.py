@@ -23,12 +23,27 @@ def check_record(name: str, value: Any, threshold: Any, passed: bool, status: st
             "status": status or ("pass" if passed else "fail"), "details": details}
 
 
+VERDICTS = ("pass", "inconclusive", "fail")
+
+
+def verdict_of(checks: list[dict[str, Any]]) -> str:
+    """"fail" when a check did not pass; else "inconclusive" when a check could not tell (kept passing by
+    ``inconclusive: warn``); else "pass". "not DP" and "not checked" keep a pass a pass, but every report
+    names them beside it."""
+    if not all(c["passed"] for c in checks):
+        return "fail"
+    if any(c.get("status") == "inconclusive" for c in checks):
+        return "inconclusive"
+    return "pass"
+
+
 @dataclass
 class AuditResult:
     """What the audit found.
 
     Attributes:
-        verdict: "pass" when every check passed, else "fail".
+        verdict: "pass" when every check passed, "fail" when one failed, "inconclusive" when none failed
+            but one could not tell (:func:`verdict_of`). Exit codes of ``medsynth audit``: 0, 1, 3.
         checks: one dict per check: name, value, threshold, passed, details.
         memorization: per-scope summaries and ``flagged``: one object per flagged synthetic sample
             (``synthetic`` and ``nearest_train`` as paths relative to their dataset roots, scores).

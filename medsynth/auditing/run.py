@@ -1,7 +1,9 @@
 """``audit(train, synthetic, holdout, model=None)``: may this synthetic set leave the hospital?
 
 Runs every check of the privacy audit in order and returns an :class:`AuditResult` whose
-``verdict`` is "pass" only when every check passed:
+``verdict`` is "pass" only when every check passed and none was inconclusive, "fail" when a check
+failed (with ``inconclusive: fail`` also when one could not tell), else "inconclusive"
+(:func:`medsynth.auditing.result.verdict_of`):
 
 1. patient overlap (train and holdout must be disjoint; otherwise :class:`AuditInputError`),
 2. memorization / copies on whole images and lesion ROIs (:mod:`medsynth.auditing.memorization`),
@@ -12,7 +14,10 @@ Runs every check of the privacy audit in order and returns an :class:`AuditResul
    set is then the adapter's), when one is given (:mod:`medsynth.auditing.mia`),
 5. differential privacy from the model's (and adapter's) card or the synthetic set's manifest, ε
    recomputed (:mod:`medsynth.auditing.dp`),
-6. PHI in the synthetic files (:mod:`medsynth.auditing.phi`).
+6. PHI in the synthetic files, and text burned into their pixels by OCR (:mod:`medsynth.auditing.phi`).
+
+A check that could not run (OCR without the ``medsynth[ocr]`` extra) keeps the verdict and has
+``status`` "not checked": every report says so, never "pass".
 
 The result (:mod:`medsynth.auditing.result`) writes itself as JSON (``to_json``) and as a one-file
 HTML report (``save_html``), and renders itself in Jupyter.
@@ -32,17 +37,14 @@ from medsynth.auditing.dp import dp_budget, dp_check
 from medsynth.auditing.leaks import PatientLeaks, SampleLeaks, per_patient_leaks, per_sample_leaks
 from medsynth.auditing.memorization import ScopeResult, make_embedder, nearest_training
 from medsynth.auditing.patients import check_disjoint, check_patient_ids
-from medsynth.auditing.phi import check_phi
+from medsynth.auditing.phi import check_phi, check_pixel_text, training_identifiers
 from medsynth.auditing.prepare import PreparedSet, as_dataset, prepare
-from medsynth.auditing.result import AuditResult, check_record
+from medsynth.auditing.result import AuditResult, check_record, verdict_of
 from medsynth.config import load_config
 from medsynth.errors import ConfigError, InvalidModelError
 from medsynth.utils import progress_bar
 
-OCR_NOTE = (
-    "Text burned into the pixels is not read (no OCR is done); BurnedInAnnotation is checked, "
-    "but an image with unflagged burned-in text would pass. OCR of pixel text is a later step."
-)
+OCR_NOT_CHECKED = "Text burned into the pixels was NOT CHECKED ({reason}): an image with burned-in text would pass."
 
 
 def audit(
@@ -83,7 +85,7 @@ def audit(
     # Shared patient IDs are refused before any pixel is read (identical pixels are checked below).
     check_patient_ids(ds["train"], ds["holdout"], getattr(ds["holdout"], "root", None))
     model_obj, model_dir, adapter_dir = _load_model(model, adapter)
-    notes: list[str] = [OCR_NOTE]
+    notes: list[str] = []
     plots: dict[str, Any] = {}
     checks: list[dict[str, Any]] = []
 
@@ -228,27 +230,38 @@ def audit(
         dp = dp_budget(model_obj, model_dir, ds["synthetic"], adapter_dir)
         checks.append(dp_check(dp, cfg["dp"]))
 
-        # 8. PHI in the synthetic files.
+        # 8. PHI in the synthetic files and, by OCR, in their pixels.
+        pcfg = cfg["phi"]
         task = bar.add_task("PHI in synthetic files", total=None)
         # Only sets read from disk have files to check (an in-memory list of cases has no root).
         syn_root = getattr(ds["synthetic"], "root", None)
         tr_root = getattr(ds["train"], "root", None)
         if syn_root is None:
             notes.append("PHI check of files skipped: the synthetic set was given in memory, not as files")
-        if tr_root is None:
-            notes.append("training DICOM identifiers not collected: the training set was given in memory")
-        phi = check_phi(None if syn_root is None else Path(syn_root), None if tr_root is None else Path(tr_root),
-                        tr.patient_ids, tr.relpaths, cfg["phi"])
+        idents = training_identifiers(ds["train"], None if tr_root is None else Path(tr_root), pcfg)
+        phi = check_phi(None if syn_root is None else Path(syn_root), idents, pcfg)
         bar.update(task, total=1, completed=1)
+        task = bar.add_task("text in pixels (OCR)", total=len(ds["synthetic"]))
+        pixel_text = check_pixel_text(ds["synthetic"], idents, pcfg["ocr"], on_case=lambda n: bar.advance(task, n))
+        if pixel_text.status != "checked":
+            notes.append(OCR_NOT_CHECKED.format(reason=pixel_text.reason))
         phi_out = {"n_dicom": phi.n_dicom, "n_files": phi.n_files, "counts": phi.counts,
                    "findings": [f.to_dict() for f in phi.findings[:500]], "n_findings": len(phi.findings),
-                   "identifiers_not_searched": phi.skipped_identifiers, "ocr": False, "ocr_note": OCR_NOTE}
+                   "identifiers_searched": phi.n_identifiers, "identifiers_not_searched": phi.skipped_identifiers,
+                   "ocr": pixel_text.status == "checked", "pixel_text": pixel_text.to_dict()}
         checks.append(check_record("phi", len(phi.findings), 0, not phi.findings, n_dicom=phi.n_dicom,
-                                   counts=phi.counts, ocr=False))
+                                   counts=phi.counts, identifiers=phi.n_identifiers))
+        # Without OCR the check keeps the verdict but is shown as "not checked", never as a pass.
+        read = pixel_text.status == "checked"
+        checks.append(check_record(
+            "phi_pixel_text", pixel_text.n_images_with_text if read else None, 0,
+            not pixel_text.findings, status=None if read else "not checked",
+            n_images=pixel_text.n_images, n_findings=len(pixel_text.findings),
+            note=pixel_text.reason or "OCR of every synthetic image; any text but laterality/view markers fails"))
 
-    verdict = "pass" if all(c["passed"] for c in checks) else "fail"
     inconclusive = [c["name"] for c in checks if c.get("status") == "inconclusive"]
-    if inconclusive:
+    verdict = verdict_of(checks)
+    if inconclusive and verdict != "fail":
         notes.insert(0, f"{len(inconclusive)} check(s) could not tell and are inconclusive, not passed: "
                         f"{', '.join(inconclusive)} (see each check's details)")
     return AuditResult(

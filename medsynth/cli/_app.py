@@ -20,6 +20,7 @@ state = {"debug": False}
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INCONCLUSIVE = 3  # audit only: no check failed, but one could not tell (too few samples)
 
 
 @app.callback()

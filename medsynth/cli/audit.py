@@ -1,7 +1,8 @@
 """``medsynth audit``: the privacy audit that decides whether a synthetic set may be released.
 
 Exit codes: 0 every check passed, 1 a check failed (a copy, a leak or a threshold crossed),
-2 bad input (unreadable data, or train and holdout sharing a patient).
+2 bad input (unreadable data, or train and holdout sharing a patient), 3 inconclusive (no check failed,
+but one could not tell: too few samples; ``inconclusive: fail`` in the config makes that a 1).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from medsynth.cli._app import EXIT_CHECK_FAILED, app
+from medsynth.cli._app import EXIT_CHECK_FAILED, EXIT_INCONCLUSIVE, app
 
 
 @app.command()
@@ -45,10 +46,13 @@ def audit(
     if report is not None:
         result.save_html(report)
 
+    unchecked = [c["name"] for c in result.checks if c.get("status") == "not checked"]
     unsure = [c["name"] for c in result.checks if c.get("status") == "inconclusive"]
-    title = result.verdict.upper() + (f" ({len(unsure)} inconclusive)" if unsure else "")
-    style = "bold red" if not result.passed else ("bold yellow" if unsure else "bold green")
-    table = Table(title=f"medsynth audit: {title}", title_style=style)
+    title = f"medsynth audit: {result.verdict.upper()}" + "".join(
+        f" ({len(names)} {word})" for names, word in ((unsure, "inconclusive"), (unchecked, "not checked")) if names)
+    style = {"pass": "bold yellow" if unchecked else "bold green", "fail": "bold red"}.get(
+        result.verdict, "bold yellow")
+    table = Table(title=title, title_style=style)
     for col in ("check", "result", "value", "threshold"):
         table.add_column(col)
     for c in result.checks:
@@ -69,5 +73,7 @@ def audit(
     for path in (json_out, report):
         if path is not None:
             console.print(f"wrote {path}")
-    if not result.passed:
+    if result.verdict == "fail":
         raise typer.Exit(code=EXIT_CHECK_FAILED)
+    if result.verdict == "inconclusive":
+        raise typer.Exit(code=EXIT_INCONCLUSIVE)

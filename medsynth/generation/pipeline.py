@@ -126,6 +126,7 @@ class _Prepared:
     lesions: list[dict[str, Any]]
     seeds: list[int]
     pre_existing: int
+    laterality: str | None = None  # the background's breast ("L"/"R"), kept by writers that record it
 
 
 def case_id(index: int) -> str:
@@ -249,6 +250,17 @@ def _existing_labels(case: Any, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def _laterality(case: Any) -> str | None:
+    """The background's breast: the image header's laterality, else a ``laterality`` or CBIS-DDSM
+    ``left_or_right_breast`` value of the case's metadata; None when none is recorded."""
+    value = getattr(case.image, "laterality", None)
+    meta = getattr(case, "metadata", None) or {}
+    for v in (value, meta.get("laterality"), meta.get("left_or_right_breast")):
+        if str(v or "").strip().upper() in ("L", "R", "LEFT", "RIGHT"):
+            return str(v).strip().upper()[0]
+    return None
+
+
 def _prepare_case(index: int, seed: int, backgrounds: Sequence[Any], masks: MaskSource, salt: bytes,
                   placement: PlacementSettings, lesions_per_case: int, max_extent_mm: float) -> _Prepared:
     """Background, outlines and placement of case ``index`` (no model call)."""
@@ -294,7 +306,7 @@ def _prepare_case(index: int, seed: int, backgrounds: Sequence[Any], masks: Mask
             "inpaint_seed": inpaint_seeds[k],
         })
     return _Prepared(index, image, label, spacing, salted_id(salt, digest), lesion_masks, lesions,
-                     inpaint_seeds, pre_existing)
+                     inpaint_seeds, pre_existing, _laterality(bg))
 
 
 def _inpaint_step(model: Any, cases: list[_Prepared], k: int, steps: int | None, model_batch: int) -> None:
@@ -480,7 +492,8 @@ def generate(
                 _inpaint_step(model_obj, step, k, steps, model_batch)
             for case in step:
                 cid = case_id(case.index)
-                files = writer.write_case(cid, to_uint16(case.image), case.label, case.spacing)
+                files = writer.write_case(cid, to_uint16(case.image), case.label, case.spacing,
+                                          laterality=case.laterality)
                 record = {
                     "index": case.index,
                     "case_id": cid,

@@ -26,7 +26,9 @@ def planted_result(phantom_sets):
 
 def test_novel_phantoms_pass(clean_result):
     failed = [c for c in clean_result.checks if not c["passed"]]
-    assert clean_result.verdict == "pass", failed
+    unsure = [c["name"] for c in clean_result.checks if c["status"] == "inconclusive"]
+    # 12 holdout images are too few to calibrate the leak checks on: those say so, nothing fails
+    assert failed == [] and clean_result.verdict == ("inconclusive" if unsure else "pass"), (failed, unsure)
     assert clean_result.memorization["flagged"] == []
     names = {c["name"] for c in clean_result.checks}
     assert {"patient_overlap", "memorization", "baseline_dcr_image", "baseline_mannwhitney_image", "dp",

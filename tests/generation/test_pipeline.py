@@ -112,16 +112,16 @@ def test_every_format_opens_with_its_consumer(tmp_path, model_dir, phantom_root,
         lesion = case["lesions"][0]
         r0, c0, r1, c1 = lesion["bbox"]
         assert (lab[r0:r1, c0:c1] == lesion["label"]).any()
-    if fmt != "dicom":  # load_dataset does not read DICOM SEG masks yet
-        from medsynth.io.datasets import load_dataset
+    # Every format, DICOM SEG included, reads back with its masks.
+    from medsynth.io.datasets import load_dataset
 
-        back = load_dataset(out)  # the output folder itself, as evaluate and audit are given it
-        assert back.root == out and len(back) == 2
-        assert fmt != "nnunet" or (out / back[0].image_relpath).is_file()
-        for got, case in zip(back, manifest["cases"]):
-            lesion = case["lesions"][0]
-            r0, c0, r1, c1 = lesion["bbox"]
-            assert got.mask is not None and (got.mask.pixels[r0:r1, c0:c1] == lesion["label"]).any()
+    back = load_dataset(out)  # the output folder itself, as evaluate and audit are given it
+    assert back.root == out and len(back) == 2
+    assert fmt != "nnunet" or (out / back[0].image_relpath).is_file()
+    for got, case in zip(back, manifest["cases"]):
+        lesion = case["lesions"][0]
+        r0, c0, r1, c1 = lesion["bbox"]
+        assert got.mask is not None and (got.mask.pixels[r0:r1, c0:c1] == lesion["label"]).any()
 
 
 # ----------------------------------------------------------------------------- what is painted where

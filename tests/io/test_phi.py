@@ -90,7 +90,7 @@ def _keyword_path(tag_path: str) -> str:
 def test_info_and_the_audit_flag_the_same_fields(tmp_path):
     """A phantom with decoy PHI in nested sequences, private tags and the file meta: every field
     ``medsynth info`` flags is one the audit reports when the file is released as it is, and back."""
-    from medsynth.auditing.phi import check_phi
+    from medsynth.auditing.phi import check_phi, training_identifiers
     from medsynth.config import load_config
     from medsynth.io.inspect import describe
     from medsynth.phantoms import make_phantoms
@@ -102,7 +102,8 @@ def test_info_and_the_audit_flag_the_same_fields(tmp_path):
 
     (tmp_path / "synthetic").mkdir()
     shutil.copy(image, tmp_path / "synthetic" / "copy.dcm")
-    result = check_phi(tmp_path / "synthetic", train, [], [], load_config(None, kind="audit")["phi"])
+    cfg = load_config(None, kind="audit")["phi"]
+    result = check_phi(tmp_path / "synthetic", training_identifiers(None, train, cfg), cfg)
     by_audit = {
         _keyword_path(f.tag)
         for f in result.findings

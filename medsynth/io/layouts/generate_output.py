@@ -34,8 +34,8 @@ def recognise(path: Path) -> Found | str:
         candidates = sorted(path.glob("Dataset*/dataset.json"))
     elif data["format"] == "monai":
         candidates = [c for c in [path / "datalist.json"] if c.is_file()]
-    else:
-        return f"a {data['format']} output, read as its own layout"
+    else:  # dicom (images/ + seg/) and png (images/ + masks/) outputs are folder layouts
+        return f"a {data['format']} output, read by the folder layout"
     if len(candidates) != 1:
         raise InvalidDatasetError(
             f"is a medsynth {data['format']} output but holds {len(candidates)} index files "

@@ -58,8 +58,11 @@ class DatasetWriter(Protocol):
     format: str
 
     def write_case(self, case_id: str, image: np.ndarray, label: np.ndarray,
-                   spacing: tuple[float, float]) -> dict[str, Path]:
-        """Write one case atomically; return {"image": relpath, "label": relpath, ...}."""
+                   spacing: tuple[float, float], laterality: str | None = None) -> dict[str, Path]:
+        """Write one case atomically; return {"image": relpath, "label": relpath, ...}.
+
+        ``laterality`` is the background's breast ("L"/"R", None when unknown); formats with a field
+        for it (DICOM) record it, the others have none and ignore it."""
         ...
 
     def finalize(self, case_ids: list[str]) -> list[Path]:

@@ -4,8 +4,12 @@ Nothing is copied from any source file: every attribute is made here. The image 
 ``ImageType`` DERIVED\\SECONDARY, ``ConversionType`` SYN (DICOM's term for a synthetic image), a
 plain-text synthetic marker in SeriesDescription and ImageComments, ``BurnedInAnnotation`` NO,
 ``PatientIdentityRemoved`` YES with a ``DeidentificationMethod``, and a neutral patient name such
-as ``SYNTHETIC^CASE_0001``. highdicom copies the Patient and Study modules of a SEG's source image
-into the SEG; that source is always the synthetic image written here, never a real one.
+as ``SYNTHETIC^CASE_0001`` (:func:`synthetic_patient`; the privacy audit flags any other
+PatientName/PatientID, :func:`is_synthetic_patient`). ``Laterality`` is the breast of the background
+the lesions were painted into (the pixels are that background's, unflipped), and empty only when the
+background does not record it (PS3.3 C.7.3.1: empty means unknown for a paired body part).
+highdicom copies the Patient and Study modules of a SEG's source image into the SEG; that source is
+always the synthetic image written here, never a real one.
 
 UIDs are fresh (pydicom ``generate_uid``) but derived from ``uid_entropy`` + case id + role, so
 the same run gives byte-identical files; pass a different ``uid_entropy`` for distinct datasets
@@ -53,6 +57,25 @@ def synthetic_patient(case_id: str) -> tuple[str, str]:
     """(PatientName, PatientID) for a case: ``SYNTHETIC^CASE_0001``, ``SYNTHETIC_CASE_0001``."""
     tag = case_id.upper().replace("-", "_")
     return f"SYNTHETIC^{tag}", f"SYNTHETIC_{tag}"
+
+
+#: What :func:`synthetic_patient` makes: "SYNTHETIC", then ^ (name) or _ (ID) and the case tag.
+SYNTHETIC_NAME_PATTERN = r"SYNTHETIC\^[A-Z0-9_.]+"
+SYNTHETIC_ID_PATTERN = r"SYNTHETIC_[A-Z0-9_.]+"
+
+
+def is_synthetic_patient(name: str, patient_id: str) -> tuple[bool, bool]:
+    """Whether a PatientName and a PatientID follow medsynth's synthetic pattern (each, in that order)."""
+    import re
+
+    return (re.fullmatch(SYNTHETIC_NAME_PATTERN, str(name).strip()) is not None,
+            re.fullmatch(SYNTHETIC_ID_PATTERN, str(patient_id).strip()) is not None)
+
+
+def dicom_laterality(value: str | None) -> str:
+    """DICOM Laterality (0020,0060) from a reader's or a CSV's value: "L", "R", or "" (unknown)."""
+    text = str(value or "").strip().upper()
+    return {"L": "L", "LEFT": "L", "R": "R", "RIGHT": "R"}.get(text, "")
 
 
 def _freeze_clock_and_random_uids(ds, dim_org_uid: str) -> None:
@@ -123,8 +146,10 @@ class DicomWriter:
         self.out = Path(out)
         self.uid_entropy = str(uid_entropy)
 
-    def build_image(self, case_id: str, image: np.ndarray, spacing: tuple[float, float], instance: int = 1):
-        """The synthetic Secondary Capture image of a case, as a highdicom dataset."""
+    def build_image(self, case_id: str, image: np.ndarray, spacing: tuple[float, float], instance: int = 1,
+                    laterality: str | None = None):
+        """The synthetic Secondary Capture image of a case, as a highdicom dataset (``laterality``: the
+        background's breast, "L"/"R"/"LEFT"/"RIGHT"; anything else is written as unknown)."""
         import highdicom as hd
 
         name, pid = synthetic_patient(case_id)
@@ -150,7 +175,7 @@ class DicomWriter:
         )
         sc.ConversionType = "SYN"  # DICOM defined term: synthetic image
         sc.ImageComments = SYNTHETIC_MARKER
-        sc.Laterality = ""  # type 2C: present, empty = unknown (a synthetic image has no side)
+        sc.Laterality = dicom_laterality(laterality)  # type 2C: empty only when unknown
         sc.WindowCenter = 32768
         sc.WindowWidth = 65536
         sc.ManufacturerModelName = "medsynth generate"
@@ -187,14 +212,16 @@ class DicomWriter:
         )
         # General Image module, required (type 2C) when there is no frame of reference.
         seg.PatientOrientation = list(source.PatientOrientation)
+        # No Laterality here: a SEG without BodyPartExamined may not carry it (dciodvfy: "present when
+        # condition unsatisfied"); the side is the referenced image's.
         _mark_synthetic(seg)
         _freeze_clock_and_random_uids(seg, case_uid(self.uid_entropy, case_id, "seg-dimensions"))
         return seg
 
     def write_case(self, case_id: str, image: np.ndarray, label: np.ndarray,
-                   spacing: tuple[float, float]) -> dict[str, Path]:
+                   spacing: tuple[float, float], laterality: str | None = None) -> dict[str, Path]:
         image, label = check_case(image, label)
-        sc = self.build_image(case_id, image, spacing)
+        sc = self.build_image(case_id, image, spacing, laterality=laterality)
         seg = self.build_seg(case_id, sc, label, spacing)
         img_rel = Path("images") / f"{case_id}.dcm"
         seg_rel = Path("seg") / f"{case_id}_seg.dcm"

@@ -39,7 +39,7 @@ class MonaiWriter:
         self.description = description
 
     def write_case(self, case_id: str, image: np.ndarray, label: np.ndarray,
-                   spacing: tuple[float, float]) -> dict[str, Path]:
+                   spacing: tuple[float, float], laterality: str | None = None) -> dict[str, Path]:
         image, label = check_case(image, label)
         img_rel = Path("images") / f"{case_id}.nii.gz"
         lab_rel = Path("labels") / f"{case_id}.nii.gz"

@@ -63,7 +63,7 @@ class NnunetWriter:
         self.description = description
 
     def write_case(self, case_id: str, image: np.ndarray, label: np.ndarray,
-                   spacing: tuple[float, float]) -> dict[str, Path]:
+                   spacing: tuple[float, float], laterality: str | None = None) -> dict[str, Path]:
         image, label = check_case(image, label)
         img_rel = Path(self.folder) / "imagesTr" / f"{case_id}_0000{FILE_ENDING}"
         lab_rel = Path(self.folder) / "labelsTr" / f"{case_id}{FILE_ENDING}"

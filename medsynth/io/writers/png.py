@@ -45,7 +45,7 @@ class PngWriter:
         self.out = Path(out)
 
     def write_case(self, case_id: str, image: np.ndarray, label: np.ndarray,
-                   spacing: tuple[float, float]) -> dict[str, Path]:
+                   spacing: tuple[float, float], laterality: str | None = None) -> dict[str, Path]:
         image, label = check_case(image, label)
         img_rel = Path("images") / f"{case_id}.png"
         lab_rel = Path("masks") / f"{case_id}.png"
