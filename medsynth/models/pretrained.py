@@ -157,8 +157,21 @@ def render_model_card(card: dict[str, Any], config: dict[str, Any]) -> str:
         lines.append("- none: trained without differential privacy; it may memorize its training data.")
     if card.get("adapter"):
         lines += ["", "## Adapter", f"- {json.dumps(card['adapter'])}"]
+    lines += ["", "## Compute", *compute_lines(card.get("compute"))]
     lines += ["", "## Versions", "- " + ", ".join(f"{k} {v}" for k, v in (card.get("versions") or {}).items()), ""]
     return "\n".join(lines)
+
+
+def compute_lines(compute: dict[str, Any] | None) -> list[str]:
+    """The card's lines about where the weights were computed (device, GPU, versions, TF32,
+    deterministic) and, after a forced resume, where they were computed before."""
+    from medsynth.runtime import describe_environment
+
+    if not compute:
+        return ["- compute: not recorded"]
+    lines = [f"- compute: {describe_environment(compute)}"]
+    lines += [f"- resumed from: {describe_environment(prev)}" for prev in compute.get("previous") or []]
+    return lines
 
 
 def render_adapter_card(card: dict[str, Any]) -> str:
@@ -181,6 +194,7 @@ def render_adapter_card(card: dict[str, Any]) -> str:
         )
         if dp
         else "- DP: none",
+        *compute_lines(card.get("compute")),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in card["versions"].items()),
         "",
     ]
