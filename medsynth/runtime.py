@@ -8,8 +8,9 @@ record of the compute environment. Bottom layer: it imports only :mod:`medsynth.
   PyTorch's deterministic algorithms (an op without one raises instead of running), cuDNN
   deterministic and not benchmarking, TF32 off for matmuls and convolutions, and the cuBLAS
   workspace that cuBLAS needs for reproducible results (``CUBLAS_WORKSPACE_CONFIG=:4096:8``; it
-  must be set before the first cuBLAS call of the process, so ``medsynth`` sets it when the
-  option is given and a notebook that already used the GPU should set it in its environment).
+  must be set before the first cuBLAS call of the process: the mode sets it when it is not set,
+  which is early enough for the commands; a notebook that already used the GPU must set it in its
+  environment before starting).
   What holds where (PyTorch's reproducibility notes): on the CPU results are bitwise repeatable
   with or without it; on a GPU without it they are close, not bitwise (TF32 convolutions are
   PyTorch's default for cuDNN, and some backward kernels accumulate with atomics); with it they
@@ -166,12 +167,6 @@ def deterministic_mode(enabled: bool = True) -> Iterator[None]:
         _set_tf32_flags(saved[4])
         if torch.get_float32_matmul_precision() != saved[5]:
             torch.set_float32_matmul_precision(saved[5])
-
-
-def prepare_deterministic_process() -> None:
-    """Set ``CUBLAS_WORKSPACE_CONFIG`` before anything touches the GPU (the CLI calls it when
-    ``--deterministic`` is given; cuBLAS reads the variable once per process)."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
 
 
 # ---------------------------------------------------------------------------------------- environment record

@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from medsynth.cli._app import EXIT_CHECK_FAILED, app
+from medsynth.cli._device import Device
 
 
 @app.command()
@@ -26,6 +27,7 @@ def audit(
     report: Optional[Path] = typer.Option(None, "--report", help="Write the one-file HTML report here."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the machine-readable verdict here."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    device: Device = None,
 ) -> None:
     """Audit SYNTHETIC against TRAIN and HOLDOUT: copies, holdout baseline, membership inference, DP, PHI."""
     from rich.console import Console
@@ -34,7 +36,7 @@ def audit(
     from medsynth.auditing.run import audit as run_audit
 
     console = Console()
-    result = run_audit(train, synthetic, holdout, model=model, config=config, progress=not quiet)
+    result = run_audit(train, synthetic, holdout, model=model, config=config, progress=not quiet, device=device)
     if json_out is not None:
         result.to_json(json_out)
     if report is not None:

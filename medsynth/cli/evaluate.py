@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from medsynth.cli._app import app
+from medsynth.cli._device import Device
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -44,6 +45,7 @@ def evaluate(
     steps: Optional[int] = typer.Option(None, "--steps", help="--utility: training steps per model."),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="--utility: seeds per training arm."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    device: Device = None,
 ) -> None:
     """Evaluate a synthetic set: FID/KID/PRDC/MS-SSIM (+ROI FID), or downstream Dice with --utility."""
     from rich.console import Console
@@ -62,7 +64,7 @@ def evaluate(
         from medsynth.metrics.utility import evaluate_utility
 
         res = evaluate_utility(real_train, synthetic, real_test, steps=steps, seeds=seeds, config=config,
-                               progress=progress)
+                               progress=progress, device=device)
         _print_utility(console, res)
         if json_out is not None:
             console.print(f"JSON: {res.to_json(json_out)}")
@@ -85,6 +87,7 @@ def evaluate(
         cache_dir=cache_dir,
         config=config,
         progress=progress,
+        device=device,
     )
     _print_metrics(console, result)
     if json_out is not None:

@@ -97,6 +97,7 @@ def evaluate(
     cache_dir: str | Path | None = None,
     config: str | Path | dict[str, Any] | None = None,
     progress: bool = True,
+    device: str | None = None,
 ) -> EvaluationResult:
     """Compare a synthetic image set with a real one.
 
@@ -114,6 +115,8 @@ def evaluate(
         config: a path or dict laid over ``configs/evaluate.yaml`` (unknown keys are refused); the
             arguments above, when given, win over it.
         progress: show progress bars.
+        device: where features are computed and the domain encoder trained (``"auto"``: CUDA when
+            present, ``"cpu"``, ``"cuda"``, ``"cuda:N"``); None: ``device`` of the config.
 
     Returns:
         An :class:`EvaluationResult`.
@@ -130,9 +133,11 @@ def evaluate(
     from medsynth.metrics.images import load_image_set
 
     # 1. Settings: configs/evaluate.yaml, the user's config over it, the arguments given over both
-    cfg = load_config(
-        config, kind="evaluate", overrides={"inception_weights": inception_weights, "cache_dir": cache_dir}
-    )
+    cfg = load_config(config, kind="evaluate",
+                      overrides={"inception_weights": inception_weights, "cache_dir": cache_dir, "device": device})
+    from medsynth.runtime import resolve_device
+
+    device = resolve_device(cfg["device"])
     features = cfg["features"] if features is None else features
     cache_dir = Path(cfg["cache_dir"] or default_cache_dir()).expanduser()
     t0 = time.perf_counter()
@@ -148,9 +153,8 @@ def evaluate(
     n_real, n_syn = len(real_set), len(syn_set)
 
     # 3. Features (real-set features cached by extractor fingerprint + content hash)
-    extractor = get_extractor(
-        features, real=real_set.images, cache_dir=cache_dir, config=_extractor_config(features, cfg), progress=progress
-    )
+    extractor = get_extractor(features, real=real_set.images, cache_dir=cache_dir,
+                              config=_extractor_config(features, cfg), progress=progress, device=device)
     cache = fidelity.RealFeatureCache(cache_dir)
     f_real = cache.get(extractor, real_set.images, batch_size=cfg["batch_size"], progress=progress)
     f_syn = extractor.embed(syn_set.images, batch_size=cfg["batch_size"], progress=progress)
@@ -193,6 +197,7 @@ def evaluate(
             cache_dir=cache_dir,
             config=_extractor_config(features, cfg),
             progress=progress,
+            device=device,
         )
         roi_extractor_name = roi_extractor.name
         fr = cache.get(roi_extractor, real_set.rois, batch_size=cfg["batch_size"], progress=progress)
@@ -211,7 +216,7 @@ def evaluate(
     if isinstance(features, str) and features.lower().startswith("inception"):
         metrics["fid_inception"] = {**metrics["fid"], "computed": True}
     elif inception_path:
-        inc = inception_extractor(inception_path)
+        inc = inception_extractor(inception_path).to(device)
         fi_real = cache.get(inc, real_set.images, batch_size=cfg["batch_size"], progress=progress)
         fi_syn = inc.embed(syn_set.images, batch_size=cfg["batch_size"], progress=progress)
         metrics["fid_inception"] = {
@@ -240,6 +245,7 @@ def evaluate(
         "n_synthetic_rois": 0 if syn_set.rois is None else int(len(syn_set.rois)),
         "real_feature_cache": {"hits": cache.hits, "misses": cache.misses},
         "seconds": round(time.perf_counter() - t0, 2),
+        "device": str(device),
         "warning": "FID is biased upward and unstable with few samples; compare values only at equal n "
         "and with the same feature extractor."
         if min(n_real, n_syn) < 1000

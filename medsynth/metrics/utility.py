@@ -87,7 +87,7 @@ def dice_per_case(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     y_pred = torch.from_numpy(np.ascontiguousarray(pred, dtype=bool))[:, None]
     y = torch.from_numpy(np.ascontiguousarray(truth, dtype=bool))[:, None]
     dice = compute_dice(y_pred, y, include_background=True, ignore_empty=False)
-    return dice[:, 0].double().numpy()
+    return dice[:, 0].double().cpu().numpy()
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> list[float]:
@@ -116,14 +116,16 @@ def _make_unet() -> torch.nn.Module:
 
 
 def train_segmenter(
-    images: np.ndarray, masks: np.ndarray, steps: int, seed: int, roi_px: int, batch_size: int = 16, lr: float = 2e-3
+    images: np.ndarray, masks: np.ndarray, steps: int, seed: int, roi_px: int, batch_size: int = 16, lr: float = 2e-3,
+    device: torch.device | str = "cpu",
 ) -> torch.nn.Module:
-    """Train the utility UNet on crops (N, B, B) for ``steps`` steps from seed ``seed``."""
+    """Train the utility UNet on crops (N, B, B) for ``steps`` steps from seed ``seed`` on ``device``
+    (batches are drawn on the CPU from the seeded generator and moved there)."""
     from monai.losses import DiceCELoss
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = _make_unet()
+    model = _make_unet().to(device)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     x_all = torch.from_numpy(images)[:, None]
@@ -141,6 +143,7 @@ def train_segmenter(
             x, y = x.flip(-1), y.flip(-1)
         if torch.rand(1, generator=gen) < 0.5:
             x, y = x.flip(-2), y.flip(-2)
+        x, y = x.to(device), y.to(device)
         loss = loss_fn(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -154,7 +157,8 @@ def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64) ->
     with torch.no_grad():
         for s in range(0, len(images), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(images[s : s + batch_size]))[:, None]
-            out.append(model(x).argmax(1).numpy().astype(bool))
+            x = x.to(next(model.parameters()).device)
+            out.append(model(x).argmax(1).cpu().numpy().astype(bool))
     return np.concatenate(out)
 
 
@@ -171,6 +175,7 @@ def evaluate_utility(
     progress: bool = True,
     *,
     config: str | Path | dict[str, Any] | None = None,
+    device: str | None = None,
 ) -> UtilityResult:
     """Train the utility UNet on each arm and score Dice on the real test set.
 
@@ -186,6 +191,8 @@ def evaluate_utility(
         config: a path or dict laid over ``configs/evaluate.yaml``; ``steps``, ``seeds`` and
             ``batch_size`` not given come from its ``utility`` section, ``roi_mm`` and ``roi_px``
             from its top level.
+        device: where the UNets train and predict (``"auto"``: CUDA when present); None: ``device``
+            of the config.
 
     Raises:
         InvalidDatasetError: a set is empty or has no lesion masks.
@@ -197,8 +204,11 @@ def evaluate_utility(
 
     cfg = load_config(config, kind="evaluate", overrides={
         "utility.steps": steps, "utility.seeds": seeds, "utility.batch_size": batch_size,
-        "roi_mm": roi_mm, "roi_px": roi_px,
+        "roi_mm": roi_mm, "roi_px": roi_px, "device": device,
     })
+    from medsynth.runtime import resolve_device
+
+    device = resolve_device(cfg["device"])
     steps, seeds, batch_size = (cfg["utility"][k] for k in ("steps", "seeds", "batch_size"))
     roi_mm, roi_px = cfg["roi_mm"], cfg["roi_px"]
     if steps < 1 or seeds < 1:
@@ -226,7 +236,7 @@ def evaluate_utility(
             x, m = data[arm]
             dices = []
             for seed in range(seeds):
-                model = train_segmenter(x, m, steps, seed, roi_px, batch_size)
+                model = train_segmenter(x, m, steps, seed, roi_px, batch_size, device=device)
                 dices.append(dice_per_case(predict(model, x_test), m_test))
                 bar.advance(task)
             d = np.stack(dices)  # (seeds, n_test)
@@ -245,5 +255,6 @@ def evaluate_utility(
         "roi_px": roi_px,
         "model": "monai UNet(channels=(16,32,64,128), strides=(2,2,2), num_res_units=1), DiceCELoss, Adam 2e-3",
         "seconds": round(time.perf_counter() - start, 1),
+        "device": str(device),
     }
     return UtilityResult(arms=results, n_test=int(len(x_test)), settings=settings, per_case=per_case)

@@ -67,12 +67,13 @@ def finetune_lora(
         ``out``.
     """
     base_dir, out = Path(base_dir), Path(out)
-    base = LesionInpainter.from_pretrained(base_dir)
     cfg = load_config(config, kind="finetune", overrides={
         "lora.rank": rank, "lora.alpha": alpha, "lora.target_modules": target_modules, "steps": steps,
         "device": device, **overrides,
     })
-    resolve_device(cfg["training"]["device"])  # a device this machine lacks fails before the data is read
+    resolve_device(cfg["training"]["device"])  # a device this machine lacks fails before anything is read
+    resume = resume or force_resume
+    base = LesionInpainter.from_pretrained(base_dir)
     lora_cfg = cfg["lora"]
     rank, alpha, targets = int(lora_cfg["rank"]), lora_cfg["alpha"], list(lora_cfg["target_modules"])
     ckpt = check_output_dir(out, resume, ADAPTER_CONFIG)

@@ -444,6 +444,7 @@ def train(
     cfg = load_config(config, kind="train",
                       overrides={"steps": steps, "image_size": image_size, "device": device, **overrides})
     resolve_device(cfg["training"]["device"])  # a device this machine lacks fails before the data is read
+    resume = resume or force_resume
     out = Path(out)
     ckpt = check_output_dir(out, resume, CONFIG_NAME)
     model_config = cfg["model"]
