@@ -201,7 +201,7 @@ def compute_environment(device: torch.device | str, deterministic: bool = False)
         "device": dev.type,
         "gpu": gpu,
         "cpu": _cpu_model(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a TorchVersion object would not load with weights_only=True
         "cuda": torch.version.cuda,
         "cudnn": None if cudnn is None else str(cudnn),
         **tf32,

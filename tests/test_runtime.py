@@ -74,9 +74,16 @@ def test_environment_record_and_resume_rule():
     env = compute_environment("cpu", deterministic=True)
     assert env["device"] == "cpu" and env["gpu"] is None and env["torch"] == torch.__version__
     assert env["deterministic"] is True and env["tf32_cudnn"] is None  # TF32 means nothing off CUDA
+    import io
     import json
 
-    assert json.loads(json.dumps(env)) == env  # plain JSON: checkpoints load with weights_only=True
+    # Plain JSON values (a TorchVersion is a str subclass that weights_only=True refuses): checkpoints,
+    # which carry the record, load with torch.load(weights_only=True).
+    assert all(type(v) in (str, bool, type(None)) for v in env.values()) and json.loads(json.dumps(env)) == env
+    buf = io.BytesIO()
+    torch.save({"environment": env, "environments": [env]}, buf)
+    buf.seek(0)
+    assert torch.load(buf, weights_only=True)["environment"] == env
     gpu = {**env, "device": "cuda", "gpu": "NVIDIA H200", "cuda": "12.8", "tf32_cudnn": True, "tf32_matmul": False}
     assert environment_differences(env, env) == [] and environment_differences(None, env) == []
     assert environment_differences(gpu, env) == ["device", "gpu", "cuda", "tf32_matmul", "tf32_cudnn"]
