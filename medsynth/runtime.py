@@ -139,6 +139,24 @@ def _set_tf32_flags(flags: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
+def tf32_mode(enabled: bool) -> Iterator[None]:
+    """Allow (or forbid) TF32 for float32 matmuls and cuDNN convolutions inside the block; the
+    previous flags come back afterwards (benchmarks compare true fp32 with PyTorch's defaults)."""
+    saved = _tf32_flags(), torch.get_float32_matmul_precision()
+    if _fp32_precision_api():
+        value = "tf32" if enabled else "ieee"
+        _set_tf32_flags({"matmul": value, "conv": value, "rnn": value})
+    else:
+        _set_tf32_flags({"matmul": enabled, "cudnn": enabled})
+    try:
+        yield
+    finally:
+        _set_tf32_flags(saved[0])
+        if torch.get_float32_matmul_precision() != saved[1]:
+            torch.set_float32_matmul_precision(saved[1])
+
+
+@contextlib.contextmanager
 def deterministic_mode(enabled: bool = True) -> Iterator[None]:
     """Run the block with PyTorch's deterministic settings (a no-op when ``enabled`` is false):
     ``torch.use_deterministic_algorithms(True)``, ``cudnn.deterministic``, no cuDNN benchmarking,
@@ -150,23 +168,17 @@ def deterministic_mode(enabled: bool = True) -> Iterator[None]:
         return
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, _tf32_flags(),
-             torch.get_float32_matmul_precision())
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-    off = ({"matmul": "ieee", "conv": "ieee", "rnn": "ieee"} if _fp32_precision_api()
-           else {"matmul": False, "cudnn": False})
-    _set_tf32_flags(off)
     try:
-        yield
+        with tf32_mode(False):
+            yield
     finally:
         torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
         torch.backends.cudnn.deterministic = saved[2]
         torch.backends.cudnn.benchmark = saved[3]
-        _set_tf32_flags(saved[4])
-        if torch.get_float32_matmul_precision() != saved[5]:
-            torch.set_float32_matmul_precision(saved[5])
 
 
 # ---------------------------------------------------------------------------------------- environment record
