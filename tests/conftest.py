@@ -43,6 +43,18 @@ def _no_gpu_outside_the_gpu_set(request, monkeypatch):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this process, already initialised
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """One torch thread per test process: the test machines' cores are shared, and oversubscribing
+    them is much slower than one thread."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Give each test session its own feature cache so no test depends on an earlier run."""

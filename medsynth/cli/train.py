@@ -17,6 +17,7 @@ from medsynth.cli._dp import (
     DpFlag,
     MaxGradNorm,
     SecureMode,
+    SeededNoise,
     TargetDelta,
     TargetEpsilon,
     dp_options,
@@ -42,6 +43,7 @@ def train(
     target_delta: TargetDelta = None,
     max_grad_norm: MaxGradNorm = None,
     secure_mode: SecureMode = False,
+    dp_seeded_noise: SeededNoise = False,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     device: Device = None,
     deterministic: Deterministic = None,
@@ -51,7 +53,7 @@ def train(
     from medsynth.models.training import train as run_train
     from medsynth.runtime import describe_environment
 
-    dp_settings = dp_options(dp, target_epsilon, target_delta, max_grad_norm, secure_mode)
+    dp_settings = dp_options(dp, target_epsilon, target_delta, max_grad_norm, secure_mode, dp_seeded_noise)
     model = run_train(data, out, config=config, steps=steps, image_size=image_size, resume=resume or force_resume,
                       dp=dp_settings, progress=not quiet, batch_size=batch_size, mixed_precision=mixed_precision,
                       device=device, deterministic=deterministic, force_resume=force_resume)

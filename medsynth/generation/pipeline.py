@@ -60,6 +60,7 @@ from medsynth.errors import ConfigError, InvalidDatasetError, InvalidMaskError, 
 from medsynth.generation.manifest import (
     MANIFEST_NAME,
     build_manifest,
+    card_facts,
     library_versions,
     salt_fingerprint,
     salted_id,
@@ -78,6 +79,7 @@ from medsynth.generation.state import (
 )
 from medsynth.io.writers import FORMATS, LABELS, get_writer, to_uint16
 from medsynth.io.writers.atomic import remove_stale_temporaries
+from medsynth.models.privacy import dp_record
 from medsynth.runtime import (
     RESUME_KEYS,
     compute_environment,
@@ -193,13 +195,9 @@ def _load_model(model: Any, adapter: str | Path | None) -> tuple[Any, dict[str, 
         adapter_path = Path(adapter)
         weights = sorted(adapter_path.glob("*.safetensors"))
         adapter_sha = sha256_file(weights[0]) if len(weights) == 1 else _file_or_dir_sha256(adapter_path)
+    # The DP record: with an adapter, the composition the model's card holds once the adapter is
+    # loaded (null unless both parts were trained with DP); both cards' facts beside it.
     card = getattr(obj, "model_card", {}) or {}
-    dp = card.get("dp")
-    dp_facts = None
-    if dp:
-        dp_facts = {
-            k: dp.get(k) for k in ("epsilon", "delta", "accountant", "noise_multiplier", "max_grad_norm") if k in dp
-        }
     config = obj.config
     facts = {
         "sha256": sha,
@@ -207,7 +205,8 @@ def _load_model(model: Any, adapter: str | Path | None) -> tuple[Any, dict[str, 
         "sampler": config.get("sampler", "ddim"),
         "image_size": int(config["image_size"]),
         "spacing_mm": float(config["spacing_mm"]),
-        "dp": dp_facts,
+        "dp": dp_record(card.get("dp")),
+        "cards": card_facts(card),
     }
     return obj, facts
 
