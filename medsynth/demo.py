@@ -53,6 +53,7 @@ def run_demo(
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    device: str | None = None,
 ) -> DemoResult:
     """Run the mission end to end on phantoms.
 
@@ -63,6 +64,8 @@ def run_demo(
         overwrite: allow a non-empty ``out`` (its demo sub-folders are replaced).
         progress: show progress bars.
         log: where step headlines go.
+        device: where every step computes (``"auto"``: CUDA when present, ``"cpu"``, ``"cuda"``);
+            None: ``device`` of the demo config.
 
     Returns:
         A :class:`DemoResult` with the output folders, the report paths and headline figures.
@@ -74,8 +77,10 @@ def run_demo(
     from medsynth.models.lora import finetune_lora
     from medsynth.models.training import train
     from medsynth.phantoms import make_phantoms
+    from medsynth.runtime import resolve_device
 
     cfg = demo_config(config, quick)
+    device = str(resolve_device(device or cfg["device"]))  # a device this machine lacks fails before any write
     out = Path(out)
     _prepare_output(out, overwrite)
     res = DemoResult(out=out)
@@ -105,7 +110,7 @@ def run_demo(
         tcfg = cfg["train"]
         model_dir = out / "model"
         # Every key of the demo's train section is a setting of medsynth.train (configs/train.yaml).
-        model = train(res.paths["data_train"], model_dir, seed=seed, progress=progress, **dict(tcfg))
+        model = train(res.paths["data_train"], model_dir, seed=seed, progress=progress, device=device, **dict(tcfg))
         res.paths["model"] = model_dir
 
     # 3. LoRA to a second site, plainly and under differential privacy.
@@ -113,11 +118,11 @@ def run_demo(
         fcfg = cfg["finetune"]
         res.paths["adapter"] = finetune_lora(
             model_dir, res.paths["data_site_b"], out / "adapter-site-b", rank=int(fcfg["rank"]),
-            steps=int(fcfg["steps"]), progress=progress,
+            steps=int(fcfg["steps"]), progress=progress, device=device,
         )
         res.paths["adapter_dp"] = finetune_lora(
             model_dir, res.paths["data_site_b"], out / "adapter-site-b-dp", rank=int(fcfg["rank"]),
-            steps=int(fcfg["steps"]), dp=dict(fcfg["dp"]), progress=progress,
+            steps=int(fcfg["steps"]), dp=dict(fcfg["dp"]), progress=progress, device=device,
         )
         card = json.loads((Path(res.paths["adapter_dp"]) / "model_card.json").read_text())
         res.figures["dp_epsilon"] = (card.get("dp") or {}).get("epsilon")
@@ -129,7 +134,7 @@ def run_demo(
         gen = generate(
             model, res.paths["data_backgrounds"], gcfg["masks"], n=int(gcfg["n"]), out=out / "synthetic",
             format=gcfg["format"], seed=seed, num_inference_steps=int(gcfg["num_inference_steps"]),
-            overwrite=overwrite, progress=progress,
+            overwrite=overwrite, progress=progress, device=device,
         )
         res.paths["synthetic"] = gen.out  # load_dataset reads a generate output folder as it is
         res.figures["cases_per_s"] = round(gen.generated / max(gen.seconds, 1e-9), 3)
@@ -137,12 +142,14 @@ def run_demo(
     # 5. Fidelity, realism and downstream utility against real (phantom) test data.
     with step("evaluate", "Evaluating fidelity, realism and downstream segmentation utility"):
         ecfg = cfg["evaluate"]
-        ev = evaluate(res.paths["data_test"], res.paths["synthetic"], features=ecfg["features"], progress=progress)
+        ev = evaluate(res.paths["data_test"], res.paths["synthetic"], features=ecfg["features"], progress=progress,
+                      device=device)
         ucfg = ecfg["utility"]
         # The low-data regime synthetic data is meant for: a few of the real training patients.
         ut = evaluate_utility(
             res.paths["data_train"], res.paths["synthetic"], res.paths["data_test"], tasks=list(ucfg["tasks"]),
             regimes=[float(ucfg["regime"])], steps=int(ucfg["steps"]), seeds=int(ucfg["seeds"]), progress=progress,
+            device=device,
         )
         ev.to_json(out / "evaluation.json")
         ut.to_json(out / "utility.json")
@@ -158,7 +165,7 @@ def run_demo(
         au = audit(
             res.paths["data_train"], res.paths["synthetic"], res.paths["data_holdout"],
             model=model_dir if cfg["audit"]["use_model"] else None, config=cfg["audit"].get("config") or None,
-            progress=progress,
+            progress=progress, device=device,
         )
         au.to_json(out / "audit.json")
         au.save_html(out / "audit.html")

@@ -54,7 +54,7 @@ def zoom_center(arr: np.ndarray, zoom: float) -> np.ndarray:
     inv = 1.0 / float(zoom)
     grid = _zoom_grid(inv, int(x.shape[-2]), int(x.shape[-1])).expand(len(x), -1, -1, -1)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    return out[:, 0].numpy()
+    return out[:, 0].cpu().numpy()
 
 
 @functools.lru_cache(maxsize=64)
@@ -196,17 +196,17 @@ class InvariantPixelEmbedder:
 
 
 def make_embedder(spec: str | None, train_arrays: np.ndarray, cache_dir: Any = None,
-                  options: dict[str, Any] | None = None) -> Any:
+                  options: dict[str, Any] | None = None, device: Any = None) -> Any:
     """The embedding used for the cosine space: ``None``/"none" (skip), "invariant", or any spec
     :func:`medsynth.metrics.features.get_extractor` takes ("domain", "random", "inception:PATH"),
-    fitted on the training arrays where the extractor learns."""
+    fitted on the training arrays where the extractor learns, computed on ``device``."""
     if spec in (None, "none"):
         return None
     if spec == "invariant":
         return InvariantPixelEmbedder()
     from medsynth.metrics.features import get_extractor
 
-    return get_extractor(spec, real=train_arrays, cache_dir=cache_dir, config=options or None)
+    return get_extractor(spec, real=train_arrays, cache_dir=cache_dir, config=options or None, device=device)
 
 
 def flag_samples(scores: dict[str, np.ndarray | None],

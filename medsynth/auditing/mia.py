@@ -76,7 +76,7 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     preds, target, n_pos, n_neg = _roc_inputs(scores, labels)
     fpr, tpr, _ = binary_roc(preds, target)
     # torchmetrics divides its counts in float32; each point is a count over n, restored exactly here.
-    return np.round(fpr.double().numpy() * n_neg) / n_neg, np.round(tpr.double().numpy() * n_pos) / n_pos
+    return np.round(fpr.double().cpu().numpy() * n_neg) / n_neg, np.round(tpr.double().cpu().numpy() * n_pos) / n_pos
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -55,6 +55,7 @@ def audit(
     config: str | Path | dict[str, Any] | None = None,
     progress: bool = True,
     adapter: str | Path | None = None,
+    device: str | None = None,
 ) -> AuditResult:
     """Audit a synthetic set against the training set it came from and a holdout of other patients.
 
@@ -69,6 +70,9 @@ def audit(
             ``train`` must be the **adapter's** training data; the DP check composes both cards.
         config: a YAML path or a dict laid over ``configs/audit.yaml``.
         progress: show rich progress bars on reading, embedding and search.
+        device: where the model's losses (membership inference) and the embeddings are computed
+            (``"auto"``: CUDA when present, ``"cpu"``, ``"cuda"``, ``"cuda:N"``); None: ``device``
+            of the config. A model object given is moved there.
 
     Returns:
         The :class:`AuditResult`.
@@ -79,12 +83,17 @@ def audit(
     """
     t0 = time.perf_counter()
     # 1. Check inputs: config, datasets, model.
-    cfg = load_config(config, kind="audit")
+    cfg = load_config(config, kind="audit", overrides={"device": device})
+    from medsynth.runtime import resolve_device
+
+    device = resolve_device(cfg["device"])
     ds = {"train": as_dataset(train, "train"), "synthetic": as_dataset(synthetic, "synthetic"),
           "holdout": as_dataset(holdout, "holdout")}
     # Shared patient IDs are refused before any pixel is read (identical pixels are checked below).
     check_patient_ids(ds["train"], ds["holdout"], getattr(ds["holdout"], "root", None))
     model_obj, model_dir, adapter_dir = _load_model(model, adapter)
+    if model_obj is not None and hasattr(model_obj, "to"):
+        model_obj.to(device)
     notes: list[str] = []
     plots: dict[str, Any] = {}
     checks: list[dict[str, Any]] = []
@@ -119,7 +128,7 @@ def audit(
             if mcfg["embedding"] not in (None, "none"):
                 task = bar.add_task(f"embedding ({scope}s, {mcfg['embedding']})", total=None)
                 embedder = make_embedder(mcfg["embedding"], t_arr, mcfg["embedding_cache_dir"],
-                                         mcfg["embedding_options"])
+                                         mcfg["embedding_options"], device=device)
                 bar.update(task, total=1, completed=1)
             task = bar.add_task(f"searching {scope}s ({len(s_arr)} x {len(t_arr)})", total=len(s_arr))
             scopes[scope] = nearest_training(s_arr, t_arr, mcfg, scope, embedder,

@@ -105,7 +105,7 @@ def _torch_topk(qb: np.ndarray, db: np.ndarray, k: int, db_chunk: int) -> tuple[
         kk = min(k, cat_s.shape[1])
         best_s, order = torch.topk(cat_s, kk, dim=1)
         best_i = torch.gather(cat_i, 1, order)
-    return best_s.numpy(), best_i.numpy()
+    return best_s.cpu().numpy(), best_i.cpu().numpy()
 
 
 def numpy_bruteforce_topk(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from medsynth.cli._app import EXIT_CHECK_FAILED, EXIT_INCONCLUSIVE, app
+from medsynth.cli._device import Device
 
 
 @app.command()
@@ -31,6 +32,7 @@ def audit(
     report: Optional[Path] = typer.Option(None, "--report", help="Write the one-file HTML report here."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the machine-readable verdict here."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    device: Device = None,
 ) -> None:
     """Audit SYNTHETIC against TRAIN and HOLDOUT: copies, holdout baseline, membership inference, DP, PHI."""
     from rich.console import Console
@@ -40,7 +42,7 @@ def audit(
 
     console = Console()
     result = run_audit(train, synthetic, holdout, model=model, adapter=adapter, config=config,
-                       progress=not quiet)
+                       progress=not quiet, device=device)
     if json_out is not None:
         result.to_json(json_out)
     if report is not None:

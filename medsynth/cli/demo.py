@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from medsynth.cli._app import app
+from medsynth.cli._device import Device
 
 
 @app.command()
@@ -16,6 +17,7 @@ def demo(
     quick: bool = typer.Option(False, "--quick", help="Tiny settings (about two minutes on 2 cores)."),
     config: Optional[Path] = typer.Option(None, "--config", help="A YAML file laid over configs/demo.yaml."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the demo's outputs in a non-empty OUT."),
+    device: Device = None,
 ) -> None:
     """Run phantoms → train → LoRA (+DP) → generate → evaluate → audit, end to end on a CPU."""
     from rich.console import Console
@@ -25,7 +27,8 @@ def demo(
 
     console = Console()
     res = run_demo(
-        out, config=config, quick=quick, overwrite=overwrite, log=lambda s: console.print(f"[bold cyan]{s}")
+        out, config=config, quick=quick, overwrite=overwrite, log=lambda s: console.print(f"[bold cyan]{s}"),
+        device=device,
     )
     table = Table(title="medsynth demo", show_header=True)
     table.add_column("step")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from medsynth.cli._app import app
+from medsynth.cli._device import Device
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -54,6 +55,7 @@ def evaluate(
         None, "--background-salt", help="--utility: file with the generate run's salt (hex), to check its manifest."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    device: Device = None,
 ) -> None:
     """Evaluate a synthetic set: C2ST realism, lesion statistics, FID/KID/PRDC/MS-SSIM with real-vs-real floors;
     or downstream Dice with --utility."""
@@ -74,7 +76,7 @@ def evaluate(
 
         res = evaluate_utility(real_train, synthetic, real_test, steps=steps, seeds=seeds, config=config,
                                progress=progress, tasks=task, regimes=_fractions(regimes),
-                               background_salt=background_salt)
+                               background_salt=background_salt, device=device)
         _print_utility(console, res)
         if json_out is not None:
             console.print(f"JSON: {res.to_json(json_out)}")
@@ -98,6 +100,7 @@ def evaluate(
         config=config,
         realism=realism,
         progress=progress,
+        device=device,
     )
     _print_metrics(console, result)
     _print_realism(console, result)

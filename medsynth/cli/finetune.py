@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from medsynth.cli._app import app
+from medsynth.cli._device import Deterministic, Device, ForceResume
 from medsynth.cli._dp import (
     DpFlag,
     MaxGradNorm,
@@ -44,6 +45,9 @@ def finetune(
     secure_mode: SecureMode = False,
     dp_seeded_noise: SeededNoise = False,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    device: Device = None,
+    deterministic: Deterministic = None,
+    force_resume: ForceResume = False,
 ) -> None:
     """Fine-tune a LoRA adapter of MODEL_DIR on DATA.
 
@@ -56,7 +60,8 @@ def finetune(
         raise ConfigError("only LoRA fine-tuning is supported; pass --lora")
     dp_settings = dp_options(dp, target_epsilon, target_delta, max_grad_norm, secure_mode, dp_seeded_noise)
     adapter = finetune_lora(model_dir, data, out, rank=rank, steps=steps, dp=dp_settings, config=config,
-                            resume=resume, progress=not quiet, batch_size=batch_size)
+                            resume=resume or force_resume, progress=not quiet, batch_size=batch_size, device=device,
+                            deterministic=deterministic, force_resume=force_resume)
     card = json.loads((adapter / "model_card.json").read_text())
     size = (adapter / "adapter_model.safetensors").stat().st_size
     print_summary("medsynth finetune", [

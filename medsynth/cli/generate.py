@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 
 from medsynth.cli._app import app
+from medsynth.cli._device import Deterministic, Device, ForceResume
 
 
 def _split(values: Optional[list[str]]) -> Optional[list[str]]:
@@ -58,6 +59,9 @@ def generate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous medsynth output in OUT."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file laid over configs/generate.yaml."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    device: Device = None,
+    deterministic: Deterministic = None,
+    force_resume: ForceResume = False,
 ) -> None:
     """Paint lesions into background mammograms and write a segmentation training set with a manifest."""
     from rich.console import Console
@@ -66,10 +70,12 @@ def generate(
     from medsynth.config import load_config
     from medsynth.generation.masks import mask_settings
     from medsynth.generation.pipeline import generate as run_generate
+    from medsynth.runtime import describe_environment
 
     cfg = load_config(config, kind="generate", overrides={
         "n": n, "seed": seed, "format": format, "batch_size": batch_size, "model_batch": model_batch,
-        "num_inference_steps": steps, "lesions_per_case": lesions_per_case,
+        "num_inference_steps": steps, "lesions_per_case": lesions_per_case, "device": device,
+        "deterministic": deterministic,
     })
     source, mask_options = mask_settings(cfg["masks"], source=masks, shapes=_split(shape), margins=_split(margin),
                                          classes=_split(lesion_class), size_mm=size_mm)
@@ -77,7 +83,8 @@ def generate(
 
     result = run_generate(
         model, backgrounds, source, int(cfg["n"]), out, str(cfg["format"]), seed=int(cfg["seed"]),
-        adapter=adapter, batch_size=int(cfg["batch_size"]), resume=resume, overwrite=overwrite,
+        adapter=adapter, batch_size=int(cfg["batch_size"]), resume=resume or force_resume, overwrite=overwrite,
+        device=cfg["device"], deterministic=bool(cfg["deterministic"]), force_resume=force_resume,
         num_inference_steps=cfg["num_inference_steps"], progress=not quiet,
         model_batch=int(cfg["model_batch"]), lesions_per_case=int(cfg["lesions_per_case"]),
         placement=dict(cfg["placement"]), mask_options=mask_options, writer_options=writer_options,
@@ -94,6 +101,7 @@ def generate(
         "lesions painted", ", ".join(f"{v} {k}" for k, v in sorted(result.lesions.items())) or "none (resumed)"
     )
     table.add_row("time", f"{result.seconds:.1f} s ({result.cases_per_s:.2f} cases/s)")
+    table.add_row("compute", describe_environment(result.compute))
     table.add_row("index", ", ".join(p.as_posix() for p in result.index_files) or "-")
     table.add_row("manifest", str(result.manifest))
     Console(highlight=False).print(table)

@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from medsynth.cli._app import app
+from medsynth.cli._device import Deterministic, Device, ForceResume
 from medsynth.cli._dp import (
     DpFlag,
     MaxGradNorm,
@@ -44,13 +45,18 @@ def train(
     secure_mode: SecureMode = False,
     dp_seeded_noise: SeededNoise = False,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    device: Device = None,
+    deterministic: Deterministic = None,
+    force_resume: ForceResume = False,
 ) -> None:
     """Train the mask-conditioned lesion inpainter on DATA and save it in OUT."""
     from medsynth.models.training import train as run_train
+    from medsynth.runtime import describe_environment
 
     dp_settings = dp_options(dp, target_epsilon, target_delta, max_grad_norm, secure_mode, dp_seeded_noise)
-    model = run_train(data, out, config=config, steps=steps, image_size=image_size, resume=resume,
-                      dp=dp_settings, progress=not quiet, batch_size=batch_size, mixed_precision=mixed_precision)
+    model = run_train(data, out, config=config, steps=steps, image_size=image_size, resume=resume or force_resume,
+                      dp=dp_settings, progress=not quiet, batch_size=batch_size, mixed_precision=mixed_precision,
+                      device=device, deterministic=deterministic, force_resume=force_resume)
     card = model.model_card
     print_summary("medsynth train", [
         ("model", str(out)),
@@ -58,5 +64,6 @@ def train(
                     f"{model.config['image_size']} px at {model.config['spacing_mm']} mm/px"),
         ("steps", f"{card['training']['steps']} ({card['training']['seconds_this_run']} s this run)"),
         ("final loss", f"{card['training']['final_loss']:.4f}"),
+        ("compute", describe_environment(card.get("compute"))),
         *dp_rows(card.get("dp")),
     ])

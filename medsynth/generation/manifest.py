@@ -5,7 +5,9 @@ The manifest lists every complete case with its output files and their SHA-256, 
 dataset the model and adapter hashes, sampler and steps, the facts of the base model's card and,
 with ``--adapter``, of the adapter's (``model.cards``), the DP record (``model.dp``: epsilon, delta,
 what recomputing epsilon needs, and ``noise`` = "csprng" or "seeded"; with an adapter the
-composition of both parts, null unless both were trained with DP), and library versions.
+composition of both parts, null unless both were trained with DP), library versions and the compute
+environment (``compute``: device, GPU, torch/CUDA/cuDNN versions, TF32 and deterministic flags;
+:func:`medsynth.runtime.compute_environment`).
 
 What it must not allow is re-identification. It never holds a source path, file name, case ID or
 patient ID. A background image is named only by ``HMAC-SHA256(salt, sha256(pixels))``; the salt is
@@ -106,6 +108,15 @@ def write_manifest(out: Path, manifest: dict[str, Any]) -> Path:
     return atomic_write_json(Path(out) / MANIFEST_NAME, manifest)
 
 
+def _compute_text(compute: dict[str, Any] | None) -> str:
+    from medsynth.runtime import describe_environment
+
+    text = describe_environment(compute)
+    for prev in (compute or {}).get("previous") or []:
+        text += f"; resumed from a run on {describe_environment(prev)}"
+    return text
+
+
 def render_dataset_card(manifest: dict[str, Any], index_files: list[str]) -> str:
     """A Markdown dataset card: what the data is, how it was made, its intended use and limits."""
     model = manifest.get("model", {})
@@ -146,6 +157,7 @@ def render_dataset_card(manifest: dict[str, Any], index_files: list[str]) -> str
         + ".",
         f"- Sampler `{model.get('sampler')}`, {model.get('num_inference_steps')} steps; seed {manifest.get('seed')}; "
         "case i depends only on (seed, i).",
+        f"- Computed on {_compute_text(manifest.get('compute'))}.",
         f"- Lesion outlines: `{masks.get('source')}` "
         f"({', '.join(f'{k}={v}' for k, v in masks.items() if k != 'source')}).",
         "- Placement: inside the breast-tissue mask computed from each background, away from the skin",

@@ -29,6 +29,14 @@ Scale-out. Under ``accelerate launch`` each process takes the indices ``i % worl
 the main process prepares OUT, all wait at a barrier, generate their share, wait again, and the
 main process writes the index files, manifest and dataset card.
 
+Device. The model runs on ``device`` (``auto``: CUDA when present, in one process too; under
+``accelerate launch`` each process on its own GPU); the noise of a seed is drawn on the CPU, so it
+is the same on every device. Same bytes across batch sizes, shards and resumes hold on one compute
+environment: the run state records it (device, GPU, library versions, TF32, ``deterministic``),
+and a resume in another one is refused unless forced (``force_resume``; the manifest then records
+both). With ``deterministic`` the model runs in PyTorch's deterministic mode, TF32 off
+(:mod:`medsynth.runtime`).
+
 The module is past 450 lines because ``generate()`` reads top to bottom in numbered steps, as
 diffusers' pipelines do, with the per-case steps it calls beside it; the run state lives in
 :mod:`.state`, the manifest in :mod:`.manifest`.
@@ -73,6 +81,14 @@ from medsynth.io.fingerprints import image_digest
 from medsynth.io.writers import FORMATS, LABELS, get_writer, to_uint16
 from medsynth.io.writers.atomic import remove_stale_temporaries
 from medsynth.models.privacy import dp_record
+from medsynth.runtime import (
+    RESUME_KEYS,
+    compute_environment,
+    deterministic_mode,
+    process_device,
+    resolve_device,
+    resume_refusal,
+)
 from medsynth.utils import progress_bar, sha256_file
 
 MAX_ATTEMPTS = 25  # lesion outlines tried per lesion before a background is declared too small
@@ -107,6 +123,7 @@ class GenerationResult:
     rank: int = 0
     world_size: int = 1
     lesions: dict[str, int] = field(default_factory=dict)
+    compute: dict[str, Any] | None = None  # compute_environment() of this process
 
     @property
     def cases_per_s(self) -> float:
@@ -214,27 +231,40 @@ def _load_backgrounds(backgrounds: Any) -> tuple[Sequence[Any], str]:
     return cases, h.hexdigest()
 
 
-def _dist_context(rank: int | None, world_size: int | None,
-                  barrier: Callable[[], None] | None) -> tuple[int, int, Callable[[], None], Any]:
-    """(rank, world_size, barrier, device) from explicit arguments or ``accelerate``'s state."""
+def _dist_context(rank: int | None, world_size: int | None, barrier: Callable[[], None] | None,
+                  device: Any) -> tuple[int, int, Callable[[], None], Any]:
+    """(rank, world_size, barrier, device) from explicit arguments or ``accelerate``'s state; a
+    launched process computes on its own GPU when ``device`` is CUDA, else on ``device``."""
     if rank is None and world_size is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import PartialState
 
-        state = PartialState()
+        own = process_device(device, int(os.environ.get("LOCAL_RANK", "0")))  # refuses cuda:N
+        state = PartialState(cpu=device.type == "cpu")
         if state.num_processes > 1:
-            return state.process_index, state.num_processes, state.wait_for_everyone, state.device
+            return state.process_index, state.num_processes, state.wait_for_everyone, \
+                (state.device if state.device.type == own.type else own)
         # Launched by torchrun/accelerate without a device accelerate distributes over (CPU only):
         # the environment still names the processes, so use torch.distributed with gloo directly.
         import torch.distributed as dist
 
         if not dist.is_initialized():
             dist.init_process_group("gloo")
-        return dist.get_rank(), dist.get_world_size(), dist.barrier, None
+        return dist.get_rank(), dist.get_world_size(), dist.barrier, own
     rank = 0 if rank is None else int(rank)
     world_size = 1 if world_size is None else int(world_size)
     if world_size < 1 or not 0 <= rank < world_size:
         raise ConfigError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
-    return rank, world_size, (barrier or (lambda: None)), None
+    return rank, world_size, (barrier or (lambda: None)), device
+
+
+def _stored_environment(out: Path) -> dict[str, Any] | None:
+    """The compute environment an interrupted run in ``out`` recorded (None: no run state, or one
+    written before environments were recorded)."""
+    try:
+        stored, _ = read_state(out / STATE_DIR, out)
+    except OutputExistsError:
+        return None
+    return stored.get("environment")
 
 
 def _existing_labels(case: Any, shape: tuple[int, int]) -> np.ndarray:
@@ -362,6 +392,9 @@ def generate(
     world_size: int | None = None,
     barrier: Callable[[], None] | None = None,
     config: str | Path | dict[str, Any] | None = None,
+    device: str | None = None,
+    deterministic: bool | None = None,
+    force_resume: bool = False,
 ) -> GenerationResult:
     """Generate ``n`` synthetic cases (image + label map) into ``out`` in ``format``.
 
@@ -391,6 +424,10 @@ def generate(
         config: a generate config (YAML path or dict) laid over ``configs/generate.yaml``. Every
             setting left as None here (seed, batch_size, model_batch, lesions_per_case, placement,
             mask and nnU-Net writer options) comes from it.
+        device: ``"auto"`` (CUDA when present, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``;
+            None: ``device`` of the config. A model object given is moved there.
+        deterministic: run the model in PyTorch's deterministic mode (TF32 off); None: the config's.
+        force_resume: resume a run started in another compute environment (the manifest records both).
 
     Returns:
         A :class:`GenerationResult`.
@@ -403,9 +440,12 @@ def generate(
     """
     # 1. Check inputs -- all of them before anything is written.
     cfg = load_config(config, kind="generate", overrides={
-        "seed": seed, "batch_size": batch_size, "model_batch": model_batch, "lesions_per_case": lesions_per_case})
+        "seed": seed, "batch_size": batch_size, "model_batch": model_batch, "lesions_per_case": lesions_per_case,
+        "device": device, "deterministic": deterministic})
     seed, batch_size, model_batch, lesions_per_case = (
         cfg["seed"], cfg["batch_size"], cfg["model_batch"], cfg["lesions_per_case"])
+    run_device, deterministic = resolve_device(cfg["device"]), bool(cfg["deterministic"])
+    resume = resume or force_resume
     if writer_options is None and format == "nnunet":
         writer_options = dict(cfg["nnunet"])
     out = Path(out)
@@ -455,10 +495,23 @@ def generate(
         options.setdefault("uid_entropy", uid_entropy)
     writer = get_writer(format, out, **options)
 
-    # 2. Processes and the output folder (main process first, then everyone).
-    rank, world_size, wait, device = _dist_context(rank, world_size, barrier)
-    if device is not None and hasattr(model_obj, "to"):
-        model_obj.to(device)
+    # 2. Processes, the device and the output folder (main process first, then everyone).
+    rank, world_size, wait, run_device = _dist_context(rank, world_size, barrier, run_device)
+    if hasattr(model_obj, "to"):
+        model_obj.to(run_device)
+    with deterministic_mode(deterministic):
+        environment = compute_environment(run_device, deterministic)
+    settings["environment"] = {k: environment[k] for k in RESUME_KEYS}
+    if resume:
+        stored_env = _stored_environment(out)
+        if stored_env is None and (out / STATE_DIR / "run.json").is_file():
+            settings.pop("environment")  # a run state from before environments were recorded: nothing to compare
+        refusal = resume_refusal(stored_env, environment, "the interrupted run")
+        if refusal and not force_resume:
+            raise OutputExistsError(refusal, out)
+        if refusal:  # forced: the run continues under its recorded settings; the manifest lists both
+            settings["environment"] = stored_env
+            environment = {**environment, "previous": [stored_env]}
     status = "worker"
     if rank == 0:
         status = prepare_output(out, settings, public, salt, n, resume, overwrite)
@@ -473,7 +526,7 @@ def generate(
         raise OutputExistsError(
             f"run state was made with other settings ({', '.join(diff_settings(stored, settings))})", out
         )
-    header = dict(public, salt_sha256=salt_fingerprint(run_salt), versions=library_versions())
+    header = dict(public, salt_sha256=salt_fingerprint(run_salt), versions=library_versions(), compute=environment)
 
     # 3. Generate this process's share, batch by batch.
     records = read_records(state)
@@ -489,7 +542,8 @@ def generate(
             step = [_prepare_case(i, seed, cases, mask_source, run_salt, placement, lesions_per_case, max_extent_mm)
                     for i in todo[start : start + batch_size]]
             for k in range(lesions_per_case):
-                _inpaint_step(model_obj, step, k, steps, model_batch)
+                with deterministic_mode(deterministic):
+                    _inpaint_step(model_obj, step, k, steps, model_batch)
             for case in step:
                 cid = case_id(case.index)
                 files = writer.write_case(cid, to_uint16(case.image), case.label, case.spacing,
@@ -525,7 +579,8 @@ def generate(
     # 4. Main process: wait for the others, then index files, manifest and dataset card.
     wait()
     if rank != 0:
-        return GenerationResult(out, format, n, len(todo), skipped, seconds, None, [], rank, world_size, painted)
+        return GenerationResult(out, format, n, len(todo), skipped, seconds, None, [], rank, world_size, painted,
+                                environment)
     records = read_records(state)
     missing = [i for i in range(n) if i not in records]
     if missing:
@@ -538,4 +593,4 @@ def generate(
     manifest_path = write_manifest(out, manifest)
     shutil.rmtree(state)
     return GenerationResult(out, format, n, len(todo), skipped, seconds, manifest_path, index_files, rank,
-                            world_size, painted)
+                            world_size, painted, environment)

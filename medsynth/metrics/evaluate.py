@@ -118,6 +118,7 @@ def evaluate(
     config: str | Path | dict[str, Any] | None = None,
     realism: bool | None = None,
     progress: bool = True,
+    device: str | None = None,
 ) -> EvaluationResult:
     """Compare a synthetic image set with a real one.
 
@@ -138,6 +139,8 @@ def evaluate(
         realism: run the C2ST and the lesion statistics (they need lesion masks in both sets); None:
             ``realism.enabled`` and ``lesion_stats.enabled`` of the config.
         progress: show progress bars.
+        device: where features are computed and the domain encoder trained (``"auto"``: CUDA when
+            present, ``"cpu"``, ``"cuda"``, ``"cuda:N"``); None: ``device`` of the config.
 
     Returns:
         An :class:`EvaluationResult`.
@@ -160,8 +163,12 @@ def evaluate(
         config,
         kind="evaluate",
         overrides={"inception_weights": inception_weights, "cache_dir": cache_dir,
-                   "realism.enabled": realism, "lesion_stats.enabled": realism},
+                   "realism.enabled": realism, "lesion_stats.enabled": realism,
+                   "device": device},
     )
+    from medsynth.runtime import resolve_device
+
+    device = resolve_device(cfg["device"])
     features = cfg["features"] if features is None else features
     cache_dir = Path(cfg["cache_dir"] or default_cache_dir()).expanduser()
     c2st_settings = C2STSettings.from_config(cfg["realism"])
@@ -190,7 +197,7 @@ def evaluate(
     # 4. Features (real-set features cached by extractor fingerprint + content hash)
     extractor = get_extractor(
         features, real=real_x, cache_dir=cache_dir, config=_extractor_config(features, cfg, real_x.shape[-1]),
-        progress=progress,
+        progress=progress, device=device,
     )
     cache = fidelity.RealFeatureCache(cache_dir)
     f_real = cache.get(extractor, real_x, batch_size=cfg["batch_size"], progress=progress)
@@ -220,6 +227,7 @@ def evaluate(
         img_extractor = get_extractor(
             features, real=real_set.images, cache_dir=cache_dir,
             config=_extractor_config(features, cfg, real_set.images.shape[-1]), progress=progress,
+            device=device,
         )
         fi_real = cache.get(img_extractor, real_set.images, batch_size=cfg["batch_size"], progress=progress)
         fi_syn = img_extractor.embed(syn_set.images, batch_size=cfg["batch_size"], progress=progress)
@@ -236,7 +244,7 @@ def evaluate(
     if isinstance(features, str) and features.lower().startswith("inception"):
         metrics["fid_inception"] = {**metrics["fid"], "computed": True}
     elif inception_path:
-        inc = inception_extractor(inception_path)
+        inc = inception_extractor(inception_path).to(device)
         fi_real = cache.get(inc, real_x, batch_size=cfg["batch_size"], progress=progress)
         fi_syn = inc.embed(syn_x, batch_size=cfg["batch_size"], progress=progress)
         metrics["fid_inception"] = {
@@ -255,7 +263,7 @@ def evaluate(
     # 7. Realism: can a classifier tell the lesions apart? And the lesion statistics, side by side
     realism_json, examples = None, None
     if cfg["realism"]["enabled"]:
-        realism_json, examples = _run_c2st(real_set, syn_set, c2st_settings, float(cfg["roi_mm"]), progress)
+        realism_json, examples = _run_c2st(real_set, syn_set, c2st_settings, float(cfg["roi_mm"]), progress, device)
     stats_json = None
     if cfg["lesion_stats"]["enabled"]:
         stats_json = _compare_lesions(real_set, syn_set, stat_settings)
@@ -278,6 +286,7 @@ def evaluate(
         "n_synthetic_rois": 0 if syn_set.rois is None else int(len(syn_set.rois)),
         "real_feature_cache": {"hits": cache.hits, "misses": cache.misses},
         "seconds": round(time.perf_counter() - t0, 2),
+        "device": str(device),
         "warning": "FID is biased upward and unstable with few samples; compare values only at equal n "
         "and with the same feature extractor (the floor's synthetic_at_floor_n is at the floor's n)."
         if min(len(real_x), len(syn_x)) < 1000
@@ -315,7 +324,7 @@ def _fidelity_scope(setting: str, real_set: Any, syn_set: Any) -> str:
 
 
 def _run_c2st(real_set: Any, syn_set: Any, settings: Any, roi_mm: float,
-              progress: bool) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
+              progress: bool, device: Any = "cpu") -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
     """The C2ST's JSON part and the ROIs the report shows (see :mod:`medsynth.metrics.realism`)."""
     from medsynth.metrics.realism import c2st, central_crop, class_names
 
@@ -329,7 +338,7 @@ def _run_c2st(real_set: Any, syn_set: Any, settings: Any, roi_mm: float,
     res = c2st(
         r_rois, s_rois, real_set.roi_groups, syn_set.roi_groups, settings,
         class_names(real_set.roi_labels, len(r_rois)), class_names(syn_set.roi_labels, len(s_rois)),
-        real_set.roi_margins, syn_set.roi_margins, progress=progress,
+        real_set.roi_margins, syn_set.roi_margins, progress=progress, device=device,
     )
     out.update(c2st_auc=res.auc, c2st_ci95=res.ci95, by_class=res.by_class, by_margin=res.by_margin)
     syn_classes = class_names(syn_set.roi_labels, len(s_rois))

@@ -167,7 +167,7 @@ def ms_ssim_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     )
     x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[:, None]
     y = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))[:, None]
-    return metric(x, y).reshape(-1).double().numpy()
+    return metric(x, y).reshape(-1).double().cpu().numpy()
 
 
 def ms_ssim_diversity(images: np.ndarray, n_pairs: int = 200, seed: int = 0) -> dict[str, Any]:

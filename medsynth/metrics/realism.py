@@ -180,18 +180,20 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
-def train_classifier(x: np.ndarray, y: np.ndarray, settings: C2STSettings, seed: int) -> RealismCNN:
+def train_classifier(x: np.ndarray, y: np.ndarray, settings: C2STSettings, seed: int,
+                     device: torch.device | str = "cpu") -> RealismCNN:
     """Train a :class:`RealismCNN` on ROIs ``x`` (N, S, S) with labels ``y`` (1 = synthetic) using
-    class-balanced batches (half real, half synthetic, drawn with replacement)."""
+    class-balanced batches (half real, half synthetic, drawn with replacement) on ``device`` (batches
+    and augmentations are drawn on the CPU from the seeded generator, then moved)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = RealismCNN(settings.width, settings.highpass)
+    model = RealismCNN(settings.width, settings.highpass).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     data = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[:, None]
     pos = torch.from_numpy(np.flatnonzero(y == 1))
     neg = torch.from_numpy(np.flatnonzero(y == 0))
     half = settings.batch_size // 2
-    target = torch.cat([torch.zeros(half), torch.ones(half)])
+    target = torch.cat([torch.zeros(half), torch.ones(half)]).to(device)
     model.train()
     for _ in range(settings.steps):
         idx = torch.cat([neg[torch.randint(len(neg), (half,), generator=gen)],
@@ -199,7 +201,7 @@ def train_classifier(x: np.ndarray, y: np.ndarray, settings: C2STSettings, seed:
         batch = data[idx]
         if settings.augment:
             batch = _augment(batch, gen)
-        loss = F.binary_cross_entropy_with_logits(model(batch), target)
+        loss = F.binary_cross_entropy_with_logits(model(batch.to(device)), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -302,6 +304,7 @@ def c2st(
     real_margins: list[str | None] | None = None,
     synthetic_margins: list[str | None] | None = None,
     progress: bool = False,
+    device: torch.device | str = "cpu",
 ) -> C2STResult:
     """Run the C2ST on two sets of ROIs (see the module docstring).
 
@@ -312,6 +315,7 @@ def c2st(
         real_classes, synthetic_classes: lesion class name of every ROI, for ``by_class``.
         real_margins, synthetic_margins: mass margin of every ROI (None where unknown), for ``by_margin``.
         progress: a progress bar over the folds.
+        device: where the classifiers train and score.
 
     Returns:
         A :class:`C2STResult`; ``auc`` is None (with ``info["note"]``) when an arm has fewer than
@@ -354,10 +358,10 @@ def c2st(
             train, test = folds != f, folds == f
             if len(np.unique(y[train])) < 2 or not test.any():
                 continue  # cannot happen with >= 2 groups per class and k <= groups; kept as a guard
-            model = train_classifier(x[train], y[train], s, seed=s.seed * 1000 + f)
+            model = train_classifier(x[train], y[train], s, seed=s.seed * 1000 + f, device=device)
             with torch.no_grad():
-                logits = model(torch.from_numpy(x[test])[:, None])
-            scores[test] = torch.sigmoid(logits).double().numpy()
+                logits = model(torch.from_numpy(x[test])[:, None].to(device))
+            scores[test] = torch.sigmoid(logits).double().cpu().numpy()
             bar.advance(task)
     auc = auroc(scores, y)
     ci = grouped_auc_ci(scores, y, groups, s.bootstrap, s.seed)

@@ -231,7 +231,7 @@ def build_patch_bank(
     masks = torch.from_numpy(np.stack(msks))
     healthy_t = torch.tensor(healthy, dtype=torch.bool)
     h = hashlib.sha256()
-    for arr in (images.numpy(), masks.numpy()):
+    for arr in (images.cpu().numpy(), masks.cpu().numpy()):
         h.update(np.ascontiguousarray(arr).tobytes())
     h.update("\n".join(ids).encode())
     info.update(

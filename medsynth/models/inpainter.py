@@ -136,6 +136,29 @@ def class_labels(config: dict[str, Any], batch: int, device: torch.device,
     return labels.to(device=device, dtype=torch.long)
 
 
+def check_generator_device(generator: Any, device: torch.device) -> None:
+    """Refuse a generator the sampler cannot draw from for a model on ``device``.
+
+    Every draw of the samplers goes through diffusers' ``randn_tensor`` with ``device=`` the model's:
+    a CPU generator draws on the CPU and the noise is moved (the same noise on every device), a
+    generator on the model's device draws there. A generator on another device cannot draw
+    tensors for this one.
+
+    Raises:
+        ValueError: naming both devices.
+    """
+    gen_device = getattr(generator, "device", None)
+    if gen_device is None:
+        return
+    gen_device = torch.device(gen_device)
+    if gen_device.type == "cpu":
+        return
+    same = gen_device.type == device.type and (gen_device.index or 0) == (device.index or 0)
+    if not same:
+        raise ValueError(f"the generator is on {gen_device} but the model is on {device}: pass a generator on "
+                         f"{device} or on the CPU (or move the model with .to({str(gen_device)!r}))")
+
+
 class LesionInpainter(PretrainedMixin):
     """Mask-conditioned diffusion inpainter for lesion patches.
 
@@ -178,8 +201,14 @@ class LesionInpainter(PretrainedMixin):
         return adapters.base_unet(self.unet, merged)
 
     def to(self, device: str | torch.device) -> "LesionInpainter":
-        """Move the weights to ``device`` (e.g. "cuda"); returns self."""
-        self.unet.to(device)
+        """Move the weights to ``device`` ("cpu", "cuda", "cuda:1", or "auto": CUDA when present); returns self.
+
+        Raises:
+            ConfigError: a device this machine does not have.
+        """
+        from medsynth.runtime import resolve_device
+
+        self.unet.to(resolve_device(device))
         return self
 
     @property
@@ -257,8 +286,10 @@ class LesionInpainter(PretrainedMixin):
             images: (H, W) or (B, H, W) patches, float in [0, 1], at the model's spacing.
             masks: same shape, bool (or > 0): where to paint.
             seeds: one int per sample; sample k's result then depends only on (its inputs, seeds[k]),
-                not on the rest of the batch.
-            generator: a single torch.Generator for the whole batch (alternative to ``seeds``).
+                not on the rest of the batch. Their noise is drawn on the CPU and moved to the
+                model's device, so a seed gives the same noise on every device.
+            generator: a single torch.Generator for the whole batch (alternative to ``seeds``), on
+                the CPU or on the model's device (a CUDA generator then draws on the GPU).
             num_inference_steps: sampling steps (default ``config["num_inference_steps"]``).
 
         Returns:
@@ -268,12 +299,14 @@ class LesionInpainter(PretrainedMixin):
 
         Raises:
             InvalidImageError, InvalidMaskError: bad shapes, NaN, values outside [0, 1], empty mask.
+            ValueError: ``generator`` lives on another device than the model (and not on the CPU).
         """
         # 1. Check inputs.
         known01, mask, was_2d, was_numpy = self._check_patches(images, masks)
         gens = self._generators(known01.shape[0], seeds, generator)
-        # 2. Put the known patches on the model's device, in [-1, 1] as the UNet was trained.
         device = self.device
+        check_generator_device(generator, device)
+        # 2. Put the known patches on the model's device, in [-1, 1] as the UNet was trained.
         known01, mask = known01.to(device), mask.to(device)
         x0 = known01 * 2.0 - 1.0
         # 3. Denoise: a conditional model with its sampler, an unconditional one with RePaint.
@@ -298,7 +331,7 @@ class LesionInpainter(PretrainedMixin):
         # 5. Hand back what was given: numpy or torch, (H, W) or (B, H, W).
         if was_2d:
             out = out[0]
-        return out.numpy().astype(np.float32) if was_numpy else out.to(torch.float32)
+        return out.cpu().numpy().astype(np.float32) if was_numpy else out.to(torch.float32)
 
     def _denoise(
         self, x0: torch.Tensor, mask: torch.Tensor, gens: Any, num_inference_steps: int | None

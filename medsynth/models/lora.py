@@ -23,6 +23,7 @@ from medsynth.models.inpainter import LesionInpainter
 from medsynth.models.pretrained import versions
 from medsynth.models.privacy import DPSettings, check_dp_precision
 from medsynth.models.training import check_output_dir, run_loop
+from medsynth.runtime import resolve_device
 
 
 def finetune_lora(
@@ -38,6 +39,8 @@ def finetune_lora(
     resume: bool = False,
     progress: bool = True,
     max_steps: int | None = None,
+    device: str | None = None,
+    force_resume: bool = False,
     **overrides: Any,
 ) -> Path:
     """Fine-tune a LoRA adapter on ``data`` and save only the adapter in ``out``.
@@ -56,6 +59,8 @@ def finetune_lora(
         resume: continue from ``out/checkpoints/checkpoint.pt``.
         progress: show progress.
         max_steps: stop early with a checkpoint (an interrupt).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``; None: ``training.device`` of the config.
+        force_resume: resume a checkpoint made in another compute environment.
         **overrides: training/data settings (``batch_size``, ``learning_rate``, ...).
 
     Arguments left None keep the config's value: only what the caller gives overrides the file.
@@ -64,10 +69,13 @@ def finetune_lora(
         ``out``.
     """
     base_dir, out = Path(base_dir), Path(out)
-    base = LesionInpainter.from_pretrained(base_dir)
     cfg = load_config(config, kind="finetune", overrides={
-        "lora.rank": rank, "lora.alpha": alpha, "lora.target_modules": target_modules, "steps": steps, **overrides,
+        "lora.rank": rank, "lora.alpha": alpha, "lora.target_modules": target_modules, "steps": steps,
+        "device": device, **overrides,
     })
+    resolve_device(cfg["training"]["device"])  # a device this machine lacks fails before anything is read
+    resume = resume or force_resume
+    base = LesionInpainter.from_pretrained(base_dir)
     lora_cfg = cfg["lora"]
     rank, alpha, targets = int(lora_cfg["rank"]), lora_cfg["alpha"], list(lora_cfg["target_modules"])
     ckpt = check_output_dir(out, resume, ADAPTER_CONFIG)
@@ -84,7 +92,8 @@ def finetune_lora(
     torch.manual_seed(int(cfg["training"]["seed"]))
     peft_unet = wrap_lora(base.unet, rank, alpha, targets, float(lora_cfg["dropout"]))
     result = run_loop(peft_unet, bank, model_config, cfg["training"], cfg["data"], ckpt, resume, settings,
-                      max_steps=max_steps, progress=progress, description="fine-tuning LoRA")
+                      max_steps=max_steps, progress=progress, description="fine-tuning LoRA",
+                      force_resume=force_resume)
     if not result.finished:
         return out
     card = {
@@ -97,6 +106,7 @@ def finetune_lora(
         "training": {**{k: cfg["training"][k] for k in ("batch_size", "learning_rate", "mixed_precision", "seed")},
                      "steps": result.step, "seconds_this_run": round(result.seconds, 1), "final_loss": result.loss},
         "dp": result.dp,
+        "compute": result.environment,
         "versions": versions(),
     }
     if result.main_process:

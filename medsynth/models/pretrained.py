@@ -157,6 +157,7 @@ def render_model_card(card: dict[str, Any], config: dict[str, Any]) -> str:
         lines.append("- it may memorize its training data: audit what it generates (`medsynth audit`).")
     if card.get("adapter"):
         lines += ["", "## Adapter", f"- {json.dumps(card['adapter'])}"]
+    lines += ["", "## Compute", *compute_lines(card.get("compute"))]
     lines += ["", "## Versions", "- " + ", ".join(f"{k} {v}" for k, v in (card.get("versions") or {}).items()), ""]
     return "\n".join(lines)
 
@@ -169,6 +170,18 @@ def _dp_details(dp: dict[str, Any], name: str) -> str:
                       for k in ("epsilon", "delta", "noise_multiplier", "max_grad_norm", "sample_rate", "steps",
                                 "accountant"))
     return f"- {label}{facts}, noise {dp_noise_of(dp)}, opacus secure mode {dp.get('secure_mode')}"
+
+
+def compute_lines(compute: dict[str, Any] | None) -> list[str]:
+    """The card's lines about where the weights were computed (device, GPU, versions, TF32,
+    deterministic) and, after a forced resume, where they were computed before."""
+    from medsynth.runtime import describe_environment
+
+    if not compute:
+        return ["- compute: not recorded"]
+    lines = [f"- compute: {describe_environment(compute)}"]
+    lines += [f"- resumed from: {describe_environment(prev)}" for prev in compute.get("previous") or []]
+    return lines
 
 
 def render_adapter_card(card: dict[str, Any]) -> str:
@@ -187,6 +200,7 @@ def render_adapter_card(card: dict[str, Any]) -> str:
         f"- steps: {card['training']['steps']}",
         f"- DP: {dp_statement(dp)} (the adapter's own fine-tuning data; the base model's DP is its card's)",
         *([_dp_details(dp, "")] if dp else []),
+        *compute_lines(card.get("compute")),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in card["versions"].items()),
         "",
     ]

@@ -16,6 +16,15 @@ the checkpoint is private, and they are dropped from it when the run finishes.
 A checkpoint holds only tensors and plain data (dicts, lists, numbers, strings), checked when it is
 written, and is read with ``torch.load(weights_only=True)``: a checkpoint carrying a pickled object
 (which could run code when loaded) is refused.
+
+Device and reproducibility (:mod:`medsynth.runtime`): ``training.device`` (``auto``: CUDA when
+present) places the model, and every tensor of a step is drawn on the CPU from the step's generator
+and moved there, so the draws do not depend on the device. The checkpoint records the compute
+environment; a resume in another one (device, GPU, library versions, TF32, deterministic) is refused
+unless forced. ``training.deterministic`` runs the loop in PyTorch's deterministic mode (bitwise
+exact resume on a GPU too); under fp16 the GradScaler's state is checkpointed. Under several
+processes (``accelerate launch``) the time limit is a flag reduced across them, so every process
+stops at the same step and none is left waiting in a collective.
 """
 
 from __future__ import annotations
@@ -47,24 +56,49 @@ from medsynth.models.privacy import (
     dp_noise_of,
     make_private,
 )
+from medsynth.runtime import (
+    compute_environment,
+    deterministic_mode,
+    process_device,
+    resolve_device,
+    resume_refusal,
+)
 from medsynth.utils import derive_seed, progress_bar
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-def make_accelerator(mixed_precision: str):
-    """An ``Accelerator`` for this run; in a single process the shared state is reset first, so runs
-    with different precisions can follow each other in one Python session (tests, notebooks)."""
+def make_accelerator(mixed_precision: str, device: str | torch.device | None = None):
+    """An ``Accelerator`` for this run on ``device`` (``auto``/None: CUDA when present, else the CPU;
+    under several processes each takes its own GPU). In a single process the shared state is reset
+    first, so runs with different precisions or devices can follow each other in one Python session
+    (tests, notebooks).
+
+    Raises:
+        ConfigError: an unknown precision, a device this machine lacks, fp16 on the CPU (accelerate
+            scales the loss on GPUs only, so small fp16 gradients would underflow).
+    """
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
+    from accelerate.state import AcceleratorState, PartialState
 
     if mixed_precision not in ("no", "bf16", "fp16"):
         raise ConfigError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {mixed_precision!r}")
+    dev = resolve_device(device)
+    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    if not single:
+        dev = process_device(dev, int(os.environ.get("LOCAL_RANK", "0")))  # refuses cuda:N
+    if mixed_precision == "fp16" and dev.type == "cpu":
+        raise ConfigError("mixed_precision fp16 needs a GPU: on the CPU it runs without loss scaling (accelerate's "
+                          "GradScaler works on GPUs), so small gradients underflow; use bf16 or no")
     shared = AcceleratorState._shared_state
-    if shared and shared.get("_mixed_precision") != mixed_precision and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        AcceleratorState._reset_state()
-    return Accelerator(mixed_precision=mixed_precision)
+    cpu = dev.type == "cpu"
+    if single and shared and (shared.get("_mixed_precision") != mixed_precision
+                              or bool(PartialState._shared_state.get("_cpu")) != cpu):
+        AcceleratorState._reset_state(reset_partial_state=True)
+    if single and dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev)  # accelerate's single-process device is the current one
+    return Accelerator(mixed_precision=mixed_precision, cpu=cpu)
 
 
 @dataclass
@@ -78,6 +112,7 @@ class LoopResult:
     seconds: float
     loss: float
     main_process: bool = True  # False on the other processes of a multi-GPU run: they save nothing
+    environment: dict[str, Any] | None = None  # compute_environment() of this run, "previous" when resumed elsewhere
 
 
 def run_loop(
@@ -92,6 +127,29 @@ def run_loop(
     max_steps: int | None = None,
     progress: bool = True,
     description: str = "training",
+    force_resume: bool = False,
+) -> LoopResult:
+    """Train ``module``'s trainable parameters on ``bank`` for ``train_cfg["steps"]`` steps, in
+    PyTorch's deterministic mode when ``train_cfg["deterministic"]`` is set (see :func:`_loop` for
+    the arguments; ``force_resume`` resumes a checkpoint made in another compute environment)."""
+    with deterministic_mode(bool(train_cfg.get("deterministic"))):
+        return _loop(module, bank, model_config, train_cfg, data_cfg, ckpt_path, resume, dp, max_steps, progress,
+                     description, force_resume)
+
+
+def _loop(
+    module: torch.nn.Module,
+    bank: PatchBank,
+    model_config: dict[str, Any],
+    train_cfg: dict[str, Any],
+    data_cfg: dict[str, Any],
+    ckpt_path: Path,
+    resume: bool,
+    dp: DPSettings | None = None,
+    max_steps: int | None = None,
+    progress: bool = True,
+    description: str = "training",
+    force_resume: bool = False,
 ) -> LoopResult:
     """Train ``module``'s trainable parameters on ``bank`` for ``train_cfg["steps"]`` steps.
 
@@ -108,6 +166,7 @@ def run_loop(
             used to interrupt a run on purpose (tests, time-boxed jobs).
         progress: show a rich progress bar with the loss.
         description: the progress bar's label.
+        force_resume: resume a checkpoint made in another compute environment.
     """
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
@@ -119,8 +178,10 @@ def run_loop(
     mp = str(train_cfg["mixed_precision"])
     if dp is not None:
         check_dp_precision(mp)
-    accelerator = make_accelerator(mp)
+    accelerator = make_accelerator(mp, train_cfg.get("device"))
     device = accelerator.device
+    environment = compute_environment(device, bool(train_cfg.get("deterministic")))
+    history: list[dict[str, Any]] = []  # earlier environments of a forced resume
     if train_cfg.get("torch_threads"):
         # On a shared CPU fewer threads can be much faster (no spinning at OpenMP barriers).
         torch.set_num_threads(int(train_cfg["torch_threads"]))
@@ -132,6 +193,8 @@ def run_loop(
     loader_gen: torch.Generator | None = None  # Poisson sampling (DP)
     noise_gen: torch.Generator | None = None  # DP noise
     module.to(device)
+    if train_cfg.get("channels_last") and dp is None:
+        module.to(memory_format=torch.channels_last)  # NHWC convolutions: faster with bf16/fp16 on GPUs and AMX CPUs
     module.train()
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
@@ -166,6 +229,12 @@ def run_loop(
         state = _load_checkpoint(ckpt_path)
         if state["fingerprint"] != bank.info["fingerprint"]:
             raise InvalidModelError("checkpoint was made with other training data (fingerprint differs)", ckpt_path)
+        refusal = resume_refusal(state.get("environment"), environment, "the checkpoint")
+        if refusal and not force_resume:
+            raise InvalidModelError(refusal, ckpt_path)
+        history = list(state.get("environments") or [])
+        if refusal and state.get("environment") not in history:
+            history.append(state["environment"])
         if dp is not None:
             if state.get("accountant") is None:
                 raise PrivacyError("checkpoint has no DP accountant state; it was trained without DP", ckpt_path)
@@ -185,6 +254,8 @@ def run_loop(
         restore_generator(noise_gen, state.get("noise_gen"), ckpt_path)
         restore_generator(loader_gen, state.get("loader_gen"), ckpt_path)
         torch.set_rng_state(state["torch_rng"])
+        if state.get("grad_scaler") and accelerator.scaler is not None:
+            accelerator.scaler.load_state_dict(state["grad_scaler"])  # fp16 loss scale and its growth counter
         step = int(state["step"])
     batches = _poisson_batches(private.loader) if private is not None else None
     n = len(bank)
@@ -258,8 +329,8 @@ def run_loop(
             bar.update(task, completed=step, loss=loss_value)
             # 3. Checkpoint now and then, and whenever the run stops (also on the time limit).
             limit = train_cfg.get("time_limit_minutes")
-            if limit and time.perf_counter() - started > 60.0 * float(limit) and step < stop_at:
-                stop_at = step
+            if stop_requested(accelerator, bool(limit) and time.perf_counter() - started > 60.0 * float(limit)):
+                stop_at = min(stop_at, step)
             if step % int(train_cfg["checkpoint_every"]) == 0 or step == stop_at:
                 if accelerator.is_main_process:
                     # csprng DP noise: its generator states are the secret seeds; kept while the run can
@@ -279,6 +350,9 @@ def run_loop(
                         "model_config": model_config,
                         "accountant": private.engine.accountant.state_dict() if private else None,
                         "dp": private.card(step) if private else None,
+                        "grad_scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+                        "environment": environment,
+                        "environments": history,
                     })
     seconds = time.perf_counter() - started
     dp_card = private.card(step) if private is not None else None
@@ -289,7 +363,22 @@ def run_loop(
         inner = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     inner.eval()
     accelerator.wait_for_everyone()
-    return LoopResult(inner, step, step >= total, dp_card, seconds, loss_value, accelerator.is_main_process)
+    if history:
+        environment = {**environment, "previous": history}
+    return LoopResult(inner, step, step >= total, dp_card, seconds, loss_value, accelerator.is_main_process,
+                      environment)
+
+
+def stop_requested(accelerator: Any, mine: bool) -> bool:
+    """Whether the run stops now: ``mine`` (this process's own reason, e.g. its clock passed the time
+    limit) reduced across processes, so that every process stops at the same step. Clocks of
+    different processes disagree; a process that left the loop alone would leave the others waiting
+    in the next step's gradient all-reduce for ever. One process: ``mine``."""
+    if accelerator.num_processes == 1:
+        return mine
+    if mine:
+        accelerator.set_trigger()
+    return bool(accelerator.check_trigger())
 
 
 def seed_step(gen: torch.Generator, seed: int, process: int, step: int) -> torch.Generator:
@@ -402,6 +491,8 @@ def train(
     dp: Any = None,
     progress: bool = True,
     max_steps: int | None = None,
+    device: str | None = None,
+    force_resume: bool = False,
     **overrides: Any,
 ) -> LesionInpainter:
     """Train a lesion inpainter and save it (EMA weights) in ``out``.
@@ -419,8 +510,14 @@ def train(
             secure_mode, accountant).
         progress: show progress.
         max_steps: stop after this many steps (checkpoint written, no model saved): an interrupt.
+        device: ``"auto"`` (CUDA when present, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``;
+            None: ``training.device`` of the config. Under ``accelerate launch`` each process takes
+            its own GPU.
+        force_resume: resume a checkpoint made in another compute environment (device, GPU, library
+            versions, TF32, deterministic); the model card then lists both.
         **overrides: any setting of the model/training/data sections, e.g. ``batch_size=8``,
-            ``conditional=False`` (an unconditional model for RePaint), ``mixed_precision="bf16"``.
+            ``conditional=False`` (an unconditional model for RePaint), ``mixed_precision="bf16"``,
+            ``deterministic=True`` (PyTorch's deterministic algorithms, TF32 off; see :mod:`medsynth.runtime`).
 
     Returns:
         The trained model (also saved in ``out`` when the run finished).
@@ -428,7 +525,10 @@ def train(
     Raises:
         ConfigError, OutputExistsError, InvalidDatasetError, PrivacyError, InvalidModelError.
     """
-    cfg = load_config(config, kind="train", overrides={"steps": steps, "image_size": image_size, **overrides})
+    cfg = load_config(config, kind="train",
+                      overrides={"steps": steps, "image_size": image_size, "device": device, **overrides})
+    resolve_device(cfg["training"]["device"])  # a device this machine lacks fails before the data is read
+    resume = resume or force_resume
     out = Path(out)
     ckpt = check_output_dir(out, resume, CONFIG_NAME)
     model_config = cfg["model"]
@@ -442,7 +542,7 @@ def train(
     torch.manual_seed(int(cfg["training"]["seed"]))
     unet = build_unet(model_config)
     result = run_loop(unet, bank, model_config, cfg["training"], cfg["data"], ckpt, resume, settings,
-                      max_steps=max_steps, progress=progress)
+                      max_steps=max_steps, progress=progress, force_resume=force_resume)
     card = {
         "name": "medsynth lesion inpainter",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -457,6 +557,7 @@ def train(
             "augmentations": {k: cfg["data"][k] for k in ("flips", "intensity_jitter")},
         },
         "dp": result.dp,
+        "compute": result.environment,
         "versions": versions(),
     }
     model = LesionInpainter(model_config, result.module, card)

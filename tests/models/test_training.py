@@ -173,14 +173,23 @@ def test_each_process_and_step_draws_its_own_batches():
 
 def test_two_process_training_runs_and_the_main_process_saves(tmp_path):
     """`torchrun --nproc_per_node 2` (gloo on CPU, as `accelerate launch` on GPUs) trains to the end;
-    both processes finish with the same weights (DDP) and one model is written."""
+    both processes finish with the same weights (DDP) and one model is written. Then a run whose
+    processes disagree about the time limit (rank 0's clock says stop after step 1, rank 1 has no
+    limit: clocks of real processes differ the same way) stops on both at the same step -- a process
+    that left alone would leave the other waiting in the next step's all-reduce for ever (issue 16,
+    point 6) -- and resumes on both to the end."""
+    import os
+    import signal
     import subprocess
     import sys
     from pathlib import Path
 
     script = tmp_path / "run.py"
     script.write_text(
-        "import sys, torch\n"
+        "import os, sys, threading, warnings, torch\n"
+        "watchdog = threading.Timer(float(os.environ['WATCHDOG_S']), os._exit, (3,))  # a hung process ends\n"
+        "watchdog.daemon = True\n"
+        "watchdog.start()\n"
         "torch.set_num_threads(1)\n"
         "from medsynth.phantoms import render_phantom\n"
         "from medsynth.models.data import build_patch_bank\n"
@@ -188,17 +197,36 @@ def test_two_process_training_runs_and_the_main_process_saves(tmp_path):
         "cases = [(p.image, p.label > 0, tuple(p.spacing)) "
         "for p in (render_phantom(0, size=(128, 104), index=i) for i in range(3))]\n"
         "bank = build_patch_bank(cases, 32, 0.8, {'healthy_crops_per_case': 1}, seed=0)\n"
-        "m = train(bank, sys.argv[1], steps=3, progress=False, image_size=32, spacing_mm=0.8, "
-        "block_out_channels=[8, 16, 16],\n"
-        "          norm_num_groups=4, batch_size=4, warmup_steps=1, checkpoint_every=100)\n"
+        "tiny = dict(progress=False, image_size=32, spacing_mm=0.8, block_out_channels=[8, 16, 16],\n"
+        "            norm_num_groups=4, batch_size=4, warmup_steps=1, checkpoint_every=100)\n"
+        "m = train(bank, sys.argv[1], steps=3, **tiny)\n"
         "w = sum(float(v.double().sum()) for v in m.unet.state_dict().values())\n"
         "print(f'WEIGHTSUM {w!r}', flush=True)\n"
+        "limit = 1e-9 if int(os.environ['RANK']) == 0 else None\n"
+        "with warnings.catch_warnings():\n"
+        "    warnings.simplefilter('ignore')\n"
+        "    m = train(bank, sys.argv[2], steps=5, time_limit_minutes=limit, **tiny)\n"
+        "print(f'STOPPED {m.model_card[\"training\"][\"steps\"]}', flush=True)\n"
+        "m = train(bank, sys.argv[2], steps=5, resume=True, **tiny)\n"
+        "print(f'RESUMED {m.model_card[\"training\"][\"steps\"]}', flush=True)\n"
     )
     torchrun = Path(sys.executable).with_name("torchrun")
-    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path / "m")],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    sums = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("WEIGHTSUM")]
+    proc = subprocess.Popen([str(torchrun), "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path / "m"),
+                             str(tmp_path / "limited")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "WATCHDOG_S": "300"})
+    try:
+        stdout, stderr = proc.communicate(timeout=420)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers
+        stdout, stderr = proc.communicate()
+        pytest.fail("the 2-process run hung (a process waiting alone in a collective?): " + stderr[-2000:])
+    hung = "a process hung and its watchdog ended it: " if "exitcode  : 3" in stderr else ""
+    assert proc.returncode == 0, hung + stderr[-3000:]
+    lines = stdout.splitlines()
+    sums = [line.split()[1] for line in lines if line.startswith("WEIGHTSUM")]
     assert len(sums) == 2 and sums[0] == sums[1]
     assert (tmp_path / "m" / "model.safetensors").is_file()
     assert not [p for p in (tmp_path / "m").iterdir() if p.name.startswith(".tmp-")]
+    assert [line for line in lines if line.startswith("STOPPED")] == ["STOPPED 1"] * 2
+    assert [line for line in lines if line.startswith("RESUMED")] == ["RESUMED 5"] * 2
+    assert (tmp_path / "limited" / "model.safetensors").is_file()

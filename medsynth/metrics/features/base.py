@@ -54,6 +54,8 @@ class FeatureExtractor:
         info: dict[str, Any] | None = None,
     ) -> None:
         self.module = module.eval()
+        first = next(iter(module.parameters()), None)
+        self.device = first.device if first is not None else torch.device("cpu")
         self.name = name
         self.input_px = input_px
         self.fingerprint = fingerprint
@@ -66,8 +68,19 @@ class FeatureExtractor:
         if self._dim is None:
             px = self.input_px or 64
             with torch.no_grad():
-                self._dim = int(self.module(torch.zeros(2, 1, px, px)).shape[-1])
+                self._dim = int(self.module(torch.zeros(2, 1, px, px, device=self.device)).shape[-1])
         return self._dim
+
+    def to(self, device: str | torch.device | None) -> "FeatureExtractor":
+        """Compute the features on ``device`` (a ``torch.device`` or a name :func:`medsynth.runtime.resolve_device`
+        takes; None leaves it); returns self. Images are moved there batch by batch, features come back on the CPU.
+        """
+        if device is not None:
+            from medsynth.runtime import resolve_device
+
+            self.device = resolve_device(device)
+            self.module.to(self.device)
+        return self
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Resize a ``(N, 1, H, W)`` float batch to the network's input size (anti-aliased)."""
@@ -92,7 +105,7 @@ class FeatureExtractor:
             task = bar.add_task(f"features ({self.name})", total=len(arr))
             for start in range(0, len(arr), batch_size):
                 x = torch.from_numpy(np.ascontiguousarray(arr[start : start + batch_size]))[:, None]
-                f = self.module(self.prepare(x))
+                f = self.module(self.prepare(x.to(self.device)))
                 if f.ndim != 2 or f.shape[0] != x.shape[0]:
                     raise InvalidModelError(
                         f"feature network {self.name} returned shape {tuple(f.shape)}, expected (N, D)"

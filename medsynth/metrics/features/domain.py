@@ -104,14 +104,15 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     sim = z @ z.T / temperature
     n = z1.shape[0]
     sim.fill_diagonal_(float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(sim.device)
     return F.cross_entropy(sim, target)
 
 
 def train_domain_encoder(
-    images: np.ndarray, config: dict[str, Any] | None = None, progress: bool = False
+    images: np.ndarray, config: dict[str, Any] | None = None, progress: bool = False, device: Any = None
 ) -> tuple[DomainEncoder, dict[str, Any]]:
-    """Train a :class:`DomainEncoder` with SimCLR on ``images`` ((N, S, S) in [0, 1] at input_px).
+    """Train a :class:`DomainEncoder` with SimCLR on ``images`` ((N, S, S) in [0, 1] at input_px), on
+    ``device`` (default CPU; the views are drawn on the CPU from the seeded generator and moved there).
 
     Returns:
         (encoder in eval mode, training facts: steps, seconds, final loss).
@@ -119,7 +120,7 @@ def train_domain_encoder(
     cfg = domain_settings(config)
     torch.manual_seed(cfg["seed"])  # model init; data order and augmentations use `gen`
     gen = torch.Generator().manual_seed(cfg["seed"])
-    model = DomainEncoder(cfg["width"])
+    model = DomainEncoder(cfg["width"]).to(device or "cpu")
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=1e-5)
     data = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
     n = data.shape[0]
@@ -133,14 +134,14 @@ def train_domain_encoder(
             idx = torch.randperm(n, generator=gen)[:batch]
             x = data[idx]
             v1, v2 = augment(x, cfg, gen), augment(x, cfg, gen)
-            z = model.projection(model.backbone(torch.cat([v1, v2])))
+            z = model.projection(model.backbone(torch.cat([v1, v2]).to(device or "cpu")))
             loss = nt_xent(z[:batch], z[batch:], cfg["temperature"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             loss_value = float(loss.detach())
             bar.advance(task)
-    model.eval()
+    model.eval().to("cpu")  # handed back (and cached) on the CPU, as every extractor starts
     return model, {
         "steps": cfg["steps"],
         "train_seconds": round(time.perf_counter() - start, 2),
@@ -152,7 +153,7 @@ def _resize_stack(images: np.ndarray, px: int) -> np.ndarray:
     x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
     if tuple(x.shape[-2:]) != (px, px):
         x = F.interpolate(x, size=(px, px), mode="bilinear", align_corners=False, antialias=x.shape[-1] > px)
-    return x[:, 0].clamp(0, 1).numpy()
+    return x[:, 0].clamp(0, 1).cpu().numpy()
 
 
 def domain_extractor(
@@ -160,6 +161,7 @@ def domain_extractor(
     cache_dir: str | Path | None = None,
     config: dict[str, Any] | None = None,
     progress: bool = False,
+    device: Any = None,
 ) -> FeatureExtractor:
     """The ``"domain"`` extractor: load the encoder cached for ``real`` or train and cache it.
 
@@ -168,6 +170,7 @@ def domain_extractor(
         cache_dir: where trained encoders live (default ``~/.cache/medsynth/features``).
         config: settings laid over the ``domain`` section of ``configs/evaluate.yaml``.
         progress: show a progress bar while training.
+        device: where a new encoder is trained (default CPU); the extractor is returned on the CPU.
     """
     from safetensors.torch import load_file, save_file
 
@@ -194,7 +197,7 @@ def domain_extractor(
             ) from e
         facts["cache_hit"] = True
     else:
-        model, facts = train_domain_encoder(small, cfg, progress=progress)
+        model, facts = train_domain_encoder(small, cfg, progress=progress, device=device)
         facts.update({"n_train": int(len(small)), "config": cfg})
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(weights) as tmp:

@@ -19,23 +19,24 @@ from medsynth.metrics.features.user import user_extractor
 
 
 def _random(arg: str, real: Any, cache_dir: str | Path | None, config: dict[str, Any] | None,
-            progress: bool) -> FeatureExtractor:
+            progress: bool, device: Any = None) -> FeatureExtractor:
     return random_extractor(**(config or {}))
 
 
 def _domain(arg: str, real: Any, cache_dir: str | Path | None, config: dict[str, Any] | None,
-            progress: bool) -> FeatureExtractor:
+            progress: bool, device: Any = None) -> FeatureExtractor:
     if real is None:
         raise ConfigError("the 'domain' features are trained on the real set: pass real=...")
-    return domain_extractor(real, cache_dir=cache_dir, config=config, progress=progress)
+    return domain_extractor(real, cache_dir=cache_dir, config=config, progress=progress, device=device)
 
 
 def _inception(arg: str, real: Any, cache_dir: str | Path | None, config: dict[str, Any] | None,
-               progress: bool) -> FeatureExtractor:
+               progress: bool, device: Any = None) -> FeatureExtractor:
     return inception_extractor(arg or None)
 
 
-# The name before the first ":" of a spec -> builder(text after the ":", real, cache_dir, config, progress).
+# The name before the first ":" of a spec -> builder(text after the ":", real, cache_dir, config, progress,
+# device=): device is where an extractor that learns (domain) trains; every extractor is moved there after.
 EXTRACTORS: dict[str, Callable[[str, Any, str | Path | None, dict[str, Any] | None, bool], FeatureExtractor]] = {
     "random": _random,
     "domain": _domain,
@@ -49,6 +50,7 @@ def get_extractor(
     cache_dir: str | Path | None = None,
     config: dict[str, Any] | None = None,
     progress: bool = False,
+    device: Any = None,
 ) -> FeatureExtractor:
     """Build the extractor ``spec`` names.
 
@@ -61,15 +63,18 @@ def get_extractor(
         config: settings of the extractor (``"domain"``: laid over the ``domain`` section of
             ``configs/evaluate.yaml``; ``"random"``: ``seed``, ``input_px``).
         progress: show progress bars.
+        device: where the features are computed (and the domain encoder trained): a
+            ``torch.device`` or a name (``"auto"``, ``"cpu"``, ``"cuda"``); None: where the
+            network already is (the CPU for medsynth's own).
 
     Raises:
-        ConfigError: unknown spec, or ``"domain"`` without real images.
+        ConfigError: unknown spec, ``"domain"`` without real images, a device this machine lacks.
         MissingWeightsError: ``"inception"`` without a weights file.
     """
     if isinstance(spec, FeatureExtractor):
-        return spec
+        return spec.to(device)
     if isinstance(spec, nn.Module):
-        return user_extractor(spec)
+        return user_extractor(spec).to(device)
     if not isinstance(spec, str):
         raise ConfigError(
             f"features must be 'domain', 'random', 'inception:PATH' or an nn.Module, got {type(spec).__name__}"
@@ -78,4 +83,8 @@ def get_extractor(
     build = EXTRACTORS.get(kind.strip().lower())
     if build is None:
         raise ConfigError(f"unknown features {spec!r}; choose 'domain', 'random' or 'inception:PATH'")
-    return build(arg, real, cache_dir, config, progress)
+    if device is not None:
+        from medsynth.runtime import resolve_device
+
+        device = resolve_device(device)
+    return build(arg, real, cache_dir, config, progress, device=device).to(device)

@@ -22,14 +22,16 @@ def make_crop_unet() -> torch.nn.Module:
 
 
 def train_crop_segmenter(
-    images: np.ndarray, masks: np.ndarray, steps: int, seed: int, roi_px: int, batch_size: int = 16, lr: float = 2e-3
+    images: np.ndarray, masks: np.ndarray, steps: int, seed: int, roi_px: int, batch_size: int = 16, lr: float = 2e-3,
+    device: torch.device | str = "cpu",
 ) -> torch.nn.Module:
-    """Train the crop UNet on crops (N, B, B) for ``steps`` steps from seed ``seed``."""
+    """Train the crop UNet on crops (N, B, B) for ``steps`` steps from seed ``seed`` on ``device``
+    (batches are drawn on the CPU from the seeded generator, then moved)."""
     from monai.losses import DiceCELoss
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = make_crop_unet()
+    model = make_crop_unet().to(device)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     x_all = torch.from_numpy(images)[:, None]
@@ -47,6 +49,7 @@ def train_crop_segmenter(
             x, y = x.flip(-1), y.flip(-1)
         if torch.rand(1, generator=gen) < 0.5:
             x, y = x.flip(-2), y.flip(-2)
+        x, y = x.to(device), y.to(device)
         loss = loss_fn(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -60,7 +63,8 @@ def predict_crops(model: torch.nn.Module, images: np.ndarray, batch_size: int = 
     with torch.no_grad():
         for s in range(0, len(images), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(images[s : s + batch_size]))[:, None]
-            out.append(model(x).argmax(1).numpy().astype(bool))
+            x = x.to(next(model.parameters()).device)
+            out.append(model(x).argmax(1).cpu().numpy().astype(bool))
     return np.concatenate(out)
 
 

@@ -86,18 +86,21 @@ class _PatchSampler:
 
 
 def train_full_segmenter(images: list[FullImage], steps: int, seed: int, patch_px: int, batch_size: int,
-                         lr: float, foreground_fraction: float, filters: list[int]) -> torch.nn.Module:
-    """Train the full-image DynUNet on patches of ``images`` for ``steps`` steps from seed ``seed``."""
+                         lr: float, foreground_fraction: float, filters: list[int],
+                         device: torch.device | str = "cpu") -> torch.nn.Module:
+    """Train the full-image DynUNet on patches of ``images`` for ``steps`` steps from seed ``seed`` on
+    ``device`` (patches are sampled on the CPU, then moved)."""
     from monai.losses import DiceCELoss
 
     torch.manual_seed(seed)
-    model = make_full_net(filters)
+    model = make_full_net(filters).to(device)
     sampler = _PatchSampler(images, patch_px, foreground_fraction, seed)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for _ in range(steps):
         x, y = sampler.batch(batch_size)
+        x, y = x.to(device), y.to(device)
         loss = loss_fn(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -111,10 +114,11 @@ def predict_full(model: torch.nn.Module, image: np.ndarray, patch_px: int, overl
     from monai.inferers import sliding_window_inference
 
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    x = x.to(next(model.parameters()).device)
     with torch.no_grad():
         logits = sliding_window_inference(x, (patch_px, patch_px), sw_batch_size, model, overlap=overlap,
                                           mode="gaussian")
-    return torch.softmax(logits, dim=1)[0, 1].numpy()
+    return torch.softmax(logits, dim=1)[0, 1].cpu().numpy()
 
 
 @dataclass

@@ -43,12 +43,14 @@ def regime_key(fraction: float) -> str:
 
 
 def _settings(config: Any, steps: int | None, seeds: int | None, batch_size: int | None, roi_mm: float | None,
-              roi_px: int | None, tasks: Any, regimes: Any) -> dict[str, Any]:
+              roi_px: int | None, tasks: Any, regimes: Any, device: str | None = None) -> dict[str, Any]:
     from medsynth.config import load_config
+    from medsynth.runtime import resolve_device
 
-    cfg = load_config(config, kind="evaluate", overrides={"roi_mm": roi_mm, "roi_px": roi_px})
+    cfg = load_config(config, kind="evaluate", overrides={"roi_mm": roi_mm, "roi_px": roi_px, "device": device})
     u = cfg["utility"]
     u = {**u, "crops": dict(u["crops"]), "full": dict(u["full"]), "splits": dict(u["splits"])}
+    u["device"] = str(resolve_device(cfg["device"]))
     if seeds is not None:
         u["seeds"] = seeds
     if tasks is not None:
@@ -224,6 +226,7 @@ def evaluate_utility(
     regimes: float | list[float] | None = None,
     background_salt: bytes | str | Path | None = None,
     config: str | Path | dict[str, Any] | None = None,
+    device: str | None = None,
 ) -> UtilityResult:
     """Train segmentation networks on real, real + synthetic and synthetic data; score them on real test data.
 
@@ -242,6 +245,8 @@ def evaluate_utility(
         background_salt: the salt of the ``medsynth generate`` run (bytes, hex, or a file), to check the
             manifest's salted background identities against the real images.
         config: a path or dict laid over ``configs/evaluate.yaml`` (its ``utility`` section).
+        device: where the networks train and predict (``"auto"``: CUDA when present, ``"cpu"``,
+            ``"cuda"``, ``"cuda:N"``); None: ``device`` of the config.
 
     Returns:
         A :class:`UtilityResult` (``to_dict()["utility"]`` is the JSON).
@@ -254,7 +259,7 @@ def evaluate_utility(
     from medsynth.utils import progress_bar
 
     # 1. Settings
-    u = _settings(config, steps, seeds, batch_size, roi_mm, roi_px, tasks, regimes)
+    u = _settings(config, steps, seeds, batch_size, roi_mm, roi_px, tasks, regimes, device)
     t0, c0 = time.perf_counter(), time.process_time()
     timings: dict[str, float] = {}
     cpu: dict[str, float] = {}  # process CPU seconds: on a shared machine, what the work itself cost
@@ -352,14 +357,15 @@ def _train_and_score(task: str, u: dict[str, Any], train: UtilitySet, syn: Utili
         x, m = np.concatenate(parts_x), np.concatenate(parts_m)
         n_train["crops"] = len(x)
         model = crop_task.train_crop_segmenter(x, m, int(c["steps"]), seed, u["roi_px"], int(c["batch_size"]),
-                                               float(c["lr"]))
+                                               float(c["lr"]), device=u["device"])
         xt = crop_task.centre_window(test.crops, u["roi_px"])
         mt = crop_task.centre_window(test.crop_masks, u["roi_px"])
         return {"dice": dice_per_case(crop_task.predict_crops(model, xt), mt)}, n_train
     f = u["full"]
     pool = [train.full[i] for i in real_images] + (list(syn.full) if with_syn else [])
     model = full_task.train_full_segmenter(pool, int(f["steps"]), seed, int(f["patch_px"]), int(f["batch_size"]),
-                                           float(f["lr"]), float(f["foreground_fraction"]), list(f["filters"]))
+                                           float(f["lr"]), float(f["foreground_fraction"]), list(f["filters"]),
+                                           device=u["device"])
     thresholds = threshold_grid(float(f["candidate_threshold"]))
     dice, les_dice, les_score, fp_counts = [], [], [], []
     for fi in test.full:
@@ -388,6 +394,7 @@ def _public_settings(u: dict[str, Any], train: UtilitySet, syn: UtilitySet, test
         "crops": {**u["crops"], "roi_mm": u["roi_mm"], "roi_px": u["roi_px"], "model": crop_task.MODEL_NAME},
         "full": {**u["full"], "model": full_task.model_name(u["full"]["filters"])},
         "subset_seed": int(u["subset_seed"]),
+        "device": u["device"],
         "bootstrap": "patients and seeds resampled (two levels), paired across arms; percentile 95 % CI",
         "warning": (f"only {u['seeds']} seed(s): the intervals barely include the variance of training; use >= 3"
                     if u["seeds"] < 3 else None),

@@ -47,7 +47,7 @@ def dice_per_case(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     y_pred = torch.from_numpy(np.ascontiguousarray(pred, dtype=bool))[:, None]
     y = torch.from_numpy(np.ascontiguousarray(truth, dtype=bool))[:, None]
     dice = compute_dice(y_pred, y, include_background=True, ignore_empty=False)
-    return dice[:, 0].double().numpy()
+    return dice[:, 0].double().cpu().numpy()
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> list[float]:
