@@ -20,7 +20,7 @@ from medsynth.models.data import PatchBank, build_patch_bank
 from medsynth.models.inpainter import LesionInpainter
 from medsynth.models.pretrained import versions
 from medsynth.models.privacy import DPSettings
-from medsynth.models.training import check_output_dir, run_loop
+from medsynth.models.training import bank_options, check_output_dir, run_loop
 
 
 def finetune_lora(
@@ -73,7 +73,7 @@ def finetune_lora(
     model_config = base.config
     bank = data if isinstance(data, PatchBank) else build_patch_bank(
         data, int(model_config["image_size"]), float(model_config["spacing_mm"]), cfg["data"],
-        seed=int(cfg["training"]["seed"]), progress=progress,
+        seed=int(cfg["training"]["seed"]), progress=progress, **bank_options(model_config),
     )
     peft_unet = wrap_lora(base.unet, rank, alpha, targets, float(lora_cfg["dropout"]))
     result = run_loop(peft_unet, bank, model_config, cfg["training"], cfg["data"], ckpt, resume, settings,

@@ -178,13 +178,15 @@ def run_loop(
             # its own batches, and a resumed run draws what the uninterrupted one would have.
             seed_step(gen, seed, accelerator.process_index, step)
             if batches is not None:
-                images, masks, healthy = next(batches)
+                images, masks, healthy, codes, spacing = next(batches)
             else:
                 idx = torch.randint(0, n, (batch_size,), generator=gen)
-                images, masks, healthy = (
+                images, masks, healthy, codes, spacing = (
                     bank.images[idx][:, None],
                     bank.masks[idx][:, None].float(),
                     bank.healthy[idx].float(),
+                    bank.codes[idx],
+                    bank.spacing[idx],
                 )
             empty = images.shape[0] == 0
             if empty:
@@ -195,13 +197,17 @@ def run_loop(
                     p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
                 loss = torch.tensor(float("nan"))
             else:
-                images, masks = augment_batch(images, masks, healthy, gen, float(model_config["spacing_mm"]), data_cfg)
+                # 2. Conditioning: attribute codes with condition dropout and the editable regions
+                # (attribute-conditioned model), or the lesion/healthy label (the first model).
+                images, masks, extra = conditioning_batch(images, masks, healthy, codes, spacing, gen, model_config,
+                                                          data_cfg)
                 b = images.shape[0]
                 noise = torch.randn(images.shape, generator=gen)
                 timesteps = torch.randint(0, T, (b,), generator=gen)
                 labels = (1 - healthy).long()
                 x0, masks = (images * 2.0 - 1.0).to(device), masks.to(device)
-                # 2. Loss and update.
+                extra = {k: v.to(device) for k, v in extra.items()}
+                # 3. Loss and update.
                 with torch.autocast(
                     device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
                 ):
@@ -214,6 +220,7 @@ def run_loop(
                         timesteps.to(device),
                         model_config,
                         labels=labels.to(device),
+                        **extra,
                     )
                 loss = per_sample.mean()
             if private is not None:
@@ -231,7 +238,7 @@ def run_loop(
             if not empty:
                 loss_value = float(loss.detach())
             bar.update(task, completed=step, loss=loss_value)
-            # 3. Checkpoint now and then, and whenever the run stops (also on the time limit).
+            # 4. Checkpoint now and then, and whenever the run stops (also on the time limit).
             limit = train_cfg.get("time_limit_minutes")
             if limit and time.perf_counter() - started > 60.0 * float(limit) and step < stop_at:
                 stop_at = step
@@ -262,6 +269,30 @@ def run_loop(
     inner.eval()
     accelerator.wait_for_everyone()
     return LoopResult(inner, step, step >= total, dp_card, seconds, loss_value, accelerator.is_main_process)
+
+
+def conditioning_batch(images: torch.Tensor, masks: torch.Tensor, healthy: torch.Tensor, codes: torch.Tensor,
+                       spacing: torch.Tensor, gen: torch.Generator, model_config: dict[str, Any],
+                       data_cfg: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Augment a batch and build what the loss is conditioned on, all randomness from ``gen``.
+
+    For the attribute-conditioned model: condition dropout of the descriptors (classifier-free
+    guidance) and the editable regions (each mask grown by ``band_mm`` in its patch's pixels, for
+    every class but calcification). The first model gets neither (``extra`` is empty).
+    """
+    from medsynth.models import attributes as attrs
+    from medsynth.models.inpainter import disk_dilate, is_attributed, vocabulary_of
+
+    if not is_attributed(model_config):
+        images, masks = augment_batch(images, masks, healthy, gen, float(model_config["spacing_mm"]), data_cfg)
+        return images, masks, {}
+    images, masks = augment_batch(images, masks, healthy, gen, spacing, data_cfg)
+    vocab = vocabulary_of(model_config)
+    codes = attrs.drop_descriptors(codes, float(model_config["condition_dropout"]),
+                                   float(model_config["descriptor_dropout"]), gen, vocab)
+    calc = codes[:, 0] == attrs.offsets(vocab)["class"] + 1 + list(vocab["class"]).index("calcification")
+    band_px = torch.where(calc, 0.0, float(model_config.get("band_mm") or 0.0) / spacing)
+    return images, masks, {"codes": codes, "region": disk_dilate(masks, band_px)}
 
 
 def seed_step(gen: torch.Generator, seed: int, process: int, step: int) -> torch.Generator:
@@ -309,6 +340,26 @@ def check_output_dir(out: Path, resume: bool, marker: str) -> Path:
     return ckpt
 
 
+def bank_options(model_config: dict[str, Any]) -> dict[str, Any]:
+    """The model settings :func:`build_patch_bank` needs: the calcification spacing and the band."""
+    if not (model_config["conditional"] and model_config.get("attributes")):
+        return {}
+    return {"calcification_spacing_mm": model_config.get("calcification_spacing_mm"),
+            "band_mm": float(model_config.get("band_mm") or 0.0)}
+
+
+def resolve_data_settings(model_config: dict[str, Any], bank: PatchBank) -> dict[str, Any]:
+    """The model config with its "auto" settings replaced by what the training data gave: the
+    calcification spacing and the texture transmission per class (1 where not measured)."""
+    config = dict(model_config)
+    if config.get("calcification_spacing_mm") == "auto":
+        config["calcification_spacing_mm"] = float(bank.info.get("calcification_spacing_mm") or config["spacing_mm"])
+    if config.get("texture_transmission") == "auto":
+        measured = bank.info.get("texture_transmission") or {}
+        config["texture_transmission"] = {k: float(min(1.0, measured.get(k, 1.0))) for k in ("mass", "calcification")}
+    return config
+
+
 def train(
     data: Any,
     out: str | Path,
@@ -351,8 +402,9 @@ def train(
     settings = DPSettings.from_any(dp, cfg["dp"])
     bank = data if isinstance(data, PatchBank) else build_patch_bank(
         data, int(model_config["image_size"]), float(model_config["spacing_mm"]), cfg["data"],
-        seed=int(cfg["training"]["seed"]), progress=progress,
+        seed=int(cfg["training"]["seed"]), progress=progress, **bank_options(model_config),
     )
+    model_config = resolve_data_settings(model_config, bank)
     torch.manual_seed(int(cfg["training"]["seed"]))
     unet = build_unet(model_config)
     result = run_loop(unet, bank, model_config, cfg["training"], cfg["data"], ckpt, resume, settings,
