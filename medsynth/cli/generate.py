@@ -54,6 +54,9 @@ def generate(
     ),
     size_mm: Optional[str] = typer.Option(None, "--size-mm", help="Lesion size range MIN:MAX in mm. (default 5:15)"),
     lesions_per_case: Optional[int] = typer.Option(None, "--lesions-per-case", help="Lesions per image. (default 1)"),
+    spacing_mm: Optional[str] = typer.Option(
+        None, "--spacing-mm", help="Pixel spacing (mm; one number or ROW,COL) of backgrounds whose files state none."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUT."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous medsynth output in OUT."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file laid over configs/generate.yaml."),
@@ -66,10 +69,12 @@ def generate(
     from medsynth.config import load_config
     from medsynth.generation.masks import mask_settings
     from medsynth.generation.pipeline import generate as run_generate
+    from medsynth.io.spacing import parse_spacing
 
     cfg = load_config(config, kind="generate", overrides={
         "n": n, "seed": seed, "format": format, "batch_size": batch_size, "model_batch": model_batch,
         "num_inference_steps": steps, "lesions_per_case": lesions_per_case,
+        "spacing_mm": parse_spacing(spacing_mm, "--spacing-mm"),
     })
     source, mask_options = mask_settings(cfg["masks"], source=masks, shapes=_split(shape), margins=_split(margin),
                                          classes=_split(lesion_class), size_mm=size_mm)
@@ -81,6 +86,7 @@ def generate(
         num_inference_steps=cfg["num_inference_steps"], progress=not quiet,
         model_batch=int(cfg["model_batch"]), lesions_per_case=int(cfg["lesions_per_case"]),
         placement=dict(cfg["placement"]), mask_options=mask_options, writer_options=writer_options,
+        spacing_mm=cfg["spacing_mm"],
     )
     if result.manifest is None:  # a worker process of a multi-process run: the main one reports
         return

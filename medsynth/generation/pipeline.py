@@ -195,16 +195,20 @@ def _load_model(model: Any, adapter: str | Path | None) -> tuple[Any, dict[str, 
     return obj, facts
 
 
-def _load_backgrounds(backgrounds: Any) -> tuple[Sequence[Any], str]:
-    """The background cases and a private fingerprint of the list (for resume checks only)."""
+def _load_backgrounds(backgrounds: Any, spacing_mm: Any = None) -> tuple[Sequence[Any], str]:
+    """The background cases and a private fingerprint of the list (for resume checks only). A
+    background whose file states no pixel spacing takes ``spacing_mm`` or is refused."""
+    from medsynth.io.spacing import resolve_spacing
+
     if isinstance(backgrounds, (str, Path)):
         from medsynth.io.datasets import load_dataset
 
-        cases = load_dataset(backgrounds)
+        cases = load_dataset(backgrounds, spacing_mm=spacing_mm)
         where: Any = backgrounds
     else:
         cases = backgrounds
         where = getattr(backgrounds, "root", "<backgrounds>")
+        resolve_spacing(cases, spacing_mm)
     if len(cases) == 0:
         raise InvalidDatasetError("has no images to use as backgrounds", where)
     h = hashlib.sha256(str(len(cases)).encode())
@@ -350,6 +354,7 @@ def generate(
     world_size: int | None = None,
     barrier: Callable[[], None] | None = None,
     config: str | Path | dict[str, Any] | None = None,
+    spacing_mm: Any = None,
 ) -> GenerationResult:
     """Generate ``n`` synthetic cases (image + label map) into ``out`` in ``format``.
 
@@ -379,6 +384,8 @@ def generate(
         config: a generate config (YAML path or dict) laid over ``configs/generate.yaml``. Every
             setting left as None here (seed, batch_size, model_batch, lesions_per_case, placement,
             mask and nnU-Net writer options) comes from it.
+        spacing_mm: pixel spacing (mm) of backgrounds whose files state none (never assumed:
+            without it such backgrounds are refused; :mod:`medsynth.io.spacing`).
 
     Returns:
         A :class:`GenerationResult`.
@@ -391,7 +398,8 @@ def generate(
     """
     # 1. Check inputs -- all of them before anything is written.
     cfg = load_config(config, kind="generate", overrides={
-        "seed": seed, "batch_size": batch_size, "model_batch": model_batch, "lesions_per_case": lesions_per_case})
+        "seed": seed, "batch_size": batch_size, "model_batch": model_batch, "lesions_per_case": lesions_per_case,
+        "spacing_mm": spacing_mm})
     seed, batch_size, model_batch, lesions_per_case = (
         cfg["seed"], cfg["batch_size"], cfg["model_batch"], cfg["lesions_per_case"])
     if writer_options is None and format == "nnunet":
@@ -419,7 +427,7 @@ def generate(
     if isinstance(masks, str):
         masks, mask_options = mask_settings(cfg["masks"], source=masks, **(mask_options or {}))
     mask_source = make_mask_source(masks, **(mask_options or {}))
-    cases, backgrounds_fp = _load_backgrounds(backgrounds)
+    cases, backgrounds_fp = _load_backgrounds(backgrounds, cfg["spacing_mm"])
     roi_mm = model_facts["image_size"] * model_facts["spacing_mm"]
     max_extent_mm = roi_mm - 2.0 * float(model_obj.config.get("roi_margin_mm", 2.0))
     if max_extent_mm <= 0:

@@ -78,14 +78,22 @@ class PatchBank(torch.utils.data.Dataset):
                 self.spacing[i])
 
 
-def _iter_sources(data: Any) -> tuple[list[tuple[str, Any, Any]], dict[str, Any]]:
+def _iter_sources(data: Any, spacing_mm: Any = None) -> tuple[list[tuple[str, Any, Any]], dict[str, Any]]:
     """Normalise the accepted inputs to (id, getter, spacing) triples; a getter returns (image, label
-    map or None, spacing, lesion records, density) and the spacing is known without the pixels."""
+    map or None, spacing, lesion records, density, metadata) and the spacing is known without the
+    pixels. A scan whose file states no spacing takes ``spacing_mm`` or is refused (medsynth.io.spacing)."""
+    from medsynth.io.spacing import resolve_spacing
+
     if isinstance(data, (str, Path)):
         from medsynth.io.datasets import load_dataset
 
-        data = load_dataset(data)
+        data = load_dataset(data, spacing_mm=spacing_mm)
+    elif hasattr(data, "__iter__") and len(data) and hasattr(data[0], "image"):
+        resolve_spacing(data, spacing_mm)  # cases loaded elsewhere: the same rule
     if isinstance(data, Sequence) and len(data) and isinstance(data[0], tuple):
+        for i, t in enumerate(data):
+            if not all(math.isfinite(float(v)) and float(v) > 0 for v in t[2]):
+                raise InvalidDatasetError(f"case {i}: pixel spacing must be positive and known, got {t[2]}")
         def tuple_getter(t: tuple) -> tuple:
             meta = t[3] if len(t) > 3 and t[3] is not None else {}
             return t[0], t[1], t[2], list(meta.get("lesions") or []), attrs.case_density(meta), meta
@@ -322,7 +330,7 @@ def build_patch_bank(
         ConfigError: ``data_config`` names an unknown setting.
     """
     cfg = load_config({"data": dict(data_config or {})}, kind="train")["data"]
-    items, info = _iter_sources(data)
+    items, info = _iter_sources(data, cfg["spacing_mm"])
     if cfg["max_cases"]:
         items = items[: int(cfg["max_cases"])]
     fine_mm = resolve_calcification_spacing(calcification_spacing_mm, spacing_mm, [sp for _, _, sp in items])

@@ -1,7 +1,9 @@
 """A plain folder: ``images/<stem>.<ext>`` with optional ``masks/<stem>.<ext>`` and ``cases.csv``.
 
 ext is one of dcm, nii.gz, nii, png, tif, tiff; image and mask may differ in format. The optional
-``cases.csv`` (``case_id,patient_id,...``) gives patients, and its other columns become case metadata.
+``cases.csv`` (``case_id,patient_id,...``) gives patients, and its other columns become case metadata;
+a ``spacing_mm`` column gives the spacing of images whose files state none (e.g. PNG without DPI), as
+does the manifest of a ``medsynth generate`` PNG output.
 """
 
 from __future__ import annotations
@@ -11,9 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from medsynth.errors import InvalidDatasetError
-from medsynth.io.layouts.base import FOLDER_SUFFIXES, Dataset, Found, Layout, check_shapes, read_csv, relpath, stem
+from medsynth.io.layouts.base import (
+    FOLDER_SUFFIXES,
+    Dataset,
+    Found,
+    Layout,
+    check_shapes,
+    read_csv,
+    read_json,
+    relpath,
+    stem,
+)
 from medsynth.io.readers import load_scan
 from medsynth.io.scan import Case
+from medsynth.io.spacing import LISTED_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +59,7 @@ def load(found: Found, **_: Any) -> Dataset:
             if case_id not in images:
                 raise InvalidDatasetError(f"lists case {case_id!r}, which has no file in images/", cases_csv)
             table[case_id] = row
+    recorded = _manifest_spacings(root)
     cases = []
     for name, image_path in images.items():
         image = load_scan(image_path)
@@ -54,9 +68,28 @@ def load(found: Found, **_: Any) -> Dataset:
             check_shapes(image, mask)
         row = table.get(name, {})
         metadata = {k: v for k, v in row.items() if k not in ("case_id", "patient_id")}
+        if row.get("spacing_mm") or name in recorded:  # for an image whose file states none (medsynth.io.spacing)
+            metadata[LISTED_KEY] = row.get("spacing_mm") or recorded[name]
         cases.append(Case(case_id=name, image=image, mask=mask, patient_id=row.get("patient_id") or None,
                           image_relpath=relpath(image_path, root), metadata=metadata))
     return Dataset(root, LAYOUT.name, cases, index_file=cases_csv)
+
+
+def _manifest_spacings(root: Path) -> dict[str, list[float]]:
+    """The per-case spacing a ``medsynth generate`` PNG output records in its manifest (PNG files
+    carry none): {case_id: [row mm, col mm]}; empty for any other folder."""
+    manifest = root / "manifest.json"
+    if not manifest.is_file():
+        return {}
+    data = read_json(manifest)
+    if not (isinstance(data, dict) and "manifest_version" in data and data.get("format") == "png"):
+        return {}
+    out = {}
+    for case in data.get("cases") or []:
+        spacing = (case.get("background") or {}).get("spacing_mm") if isinstance(case, dict) else None
+        if case.get("case_id") and spacing:
+            out[str(case["case_id"])] = spacing
+    return out
 
 
 def _list_by_stem(folder: Path) -> dict[str, Path]:
