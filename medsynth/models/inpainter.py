@@ -442,9 +442,10 @@ class LesionInpainter(PretrainedMixin):
     def unet_evaluations(self, num_inference_steps: int | None = None, guidance_scale: float | None = None) -> int:
         """UNet evaluations per lesion of one sampling call: steps, times two under guidance."""
         steps = int(num_inference_steps or self.config["num_inference_steps"])
-        return steps * (2 if self._guidance(guidance_scale) != 1.0 else 1)
+        return steps * (2 if self.resolve_guidance(guidance_scale) != 1.0 else 1)
 
-    def _guidance(self, guidance_scale: float | None) -> float:
+    def resolve_guidance(self, guidance_scale: float | None) -> float:
+        """The guidance weight to use: ``guidance_scale``, else the config's (1 for a model without attributes)."""
         if not self.attributed:
             return 1.0
         w = float(self.config.get("guidance_scale") or 1.0) if guidance_scale is None else float(guidance_scale)
@@ -508,7 +509,7 @@ class LesionInpainter(PretrainedMixin):
         # 3. Denoise: a conditional model with its sampler, an unconditional one with RePaint.
         if self.config["conditional"]:
             x = self._denoise(x0, mask, region if self.attributed else None, codes, gens, num_inference_steps,
-                              self._guidance(guidance_scale))
+                              self.resolve_guidance(guidance_scale))
         else:
             from medsynth.models.repaint import repaint_inpaint
 
