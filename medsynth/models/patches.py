@@ -404,6 +404,25 @@ def _resize(a: np.ndarray, shape: tuple[int, int], shrink: bool) -> np.ndarray:
     return resize(a, shape, order=1, anti_aliasing=shrink, preserve_range=True).astype(np.float32)
 
 
+def _extend(values: np.ndarray, pure: np.ndarray) -> np.ndarray:
+    """``values`` where ``pure``, elsewhere filled from the nearby pure pixels (normalised Gaussian
+    convolution at growing widths): the field on one side of an outline, continued across it, so
+    the pixels the outline cuts (a mix of both sides) do not blur the edge when resampled."""
+    if pure.all() or not pure.any():
+        return values
+    out = values.copy()
+    todo = ~pure
+    for sigma in (1.0, 2.0, 4.0, 8.0, 16.0):
+        num = ndimage.gaussian_filter(np.where(pure, values, 0.0), sigma, mode="nearest")
+        den = ndimage.gaussian_filter(pure.astype(np.float64), sigma, mode="nearest")
+        ok = todo & (den > 1e-3)
+        out[ok] = (num[ok] / den[ok]).astype(out.dtype)
+        todo &= ~ok
+        if not todo.any():
+            break
+    return out
+
+
 def paste_change(
     image: np.ndarray,
     painted: np.ndarray,
@@ -419,11 +438,12 @@ def paste_change(
     The patch may be coarser than the image. Only the change is resampled to the image grid, so the
     image keeps its own detail above the patch's Nyquist frequency (a lesion in a mammogram adds to
     the tissue it overlaps; the tissue's texture stays visible through it). The change is resampled
-    on each side of the full-resolution lesion outline separately (normalised convolution: the
-    change times the lesion's area fraction on the patch grid, upsampled, divided by the upsampled
-    fraction; the same outside), so the lesion's edge is as sharp as its mask, not as the patch
-    grid. Inside the lesion the image's fine detail is scaled by ``transmission`` (how much of the
-    tissue texture shows through a lesion; 1 keeps it all). When the patch has the image's spacing
+    on each side of the full-resolution lesion outline separately: the patch pixels wholly inside
+    the lesion (area fraction > 0.95) are continued across the outline into the pixels it cuts, the
+    same for the pixels wholly outside, each field is upsampled, and the full-resolution mask picks
+    which one a pixel takes. So the lesion's edge is as sharp as its mask, not as the patch grid.
+    Inside the lesion the image's fine detail is scaled by ``transmission`` (how much of the tissue
+    texture shows through a lesion; 1 keeps it all). When the patch has the image's spacing
     the result is the painted patch itself (up to float rounding) inside the region.
 
     Args:
@@ -459,13 +479,7 @@ def paste_change(
     fraction = np.clip(_resize(lesion_box, (box.out_px, box.out_px), shrink), 0.0, 1.0)
     change = painted - given
     finer = h < box.out_px  # a patch finer than the image is shrunk onto it (anti-aliased)
-    up = _resize(change, (h, w), finer)
-    eps = 0.02
-    parts = []
-    for weight in (fraction, 1.0 - fraction):
-        num = _resize(change * weight, (h, w), finer)
-        den = _resize(weight, (h, w), finer)
-        parts.append(np.where(den > eps, num / np.maximum(den, eps), up))
+    parts = [_resize(_extend(change, pure), (h, w), finer) for pure in (fraction > 0.95, fraction < 0.05)]
     fine = lesion_box > 0.5
     change_full = np.where(fine, parts[0], parts[1])[inner]
     region_here = np.asarray(region)[rr0:rr1, cc0:cc1] > 0
