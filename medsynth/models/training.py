@@ -38,6 +38,29 @@ CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX flags in /proc/cpuinfo). Without it
+    bf16 autocast is emulated and ~30x slower than fp32; with it a 64 px training step is ~1.5x faster."""
+    try:
+        with open("/proc/cpuinfo") as fp:
+            flags = fp.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_mixed_precision(value: str, device_type: str | None = None) -> str:
+    """``"auto"`` as this machine should run it: bf16 on a CUDA GPU that supports it and on a CPU with
+    native bf16, else fp32 ("no"); any other value is returned as given."""
+    if value != "auto":
+        return value
+    if device_type is None:
+        device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_type == "cuda":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return "bf16" if cpu_has_native_bf16() else "no"
+
+
 def make_accelerator(mixed_precision: str):
     """An ``Accelerator`` for this run; in a single process the shared state is reset first, so runs
     with different precisions can follow each other in one Python session (tests, notebooks)."""
@@ -101,7 +124,7 @@ def run_loop(
     stop_at = min(total, int(max_steps)) if max_steps is not None else total
     batch_size = int(train_cfg["batch_size"])
     seed = int(train_cfg["seed"])
-    mp = str(train_cfg["mixed_precision"])
+    mp = resolve_mixed_precision(str(train_cfg["mixed_precision"]))
     accelerator = make_accelerator(mp)
     device = accelerator.device
     if train_cfg.get("torch_threads"):
@@ -407,6 +430,7 @@ def train(
     model_config = resolve_data_settings(model_config, bank)
     torch.manual_seed(int(cfg["training"]["seed"]))
     unet = build_unet(model_config)
+    cfg["training"]["mixed_precision"] = resolve_mixed_precision(str(cfg["training"]["mixed_precision"]))
     result = run_loop(unet, bank, model_config, cfg["training"], cfg["data"], ckpt, resume, settings,
                       max_steps=max_steps, progress=progress)
     card = {
