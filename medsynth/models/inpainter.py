@@ -436,7 +436,10 @@ class LesionInpainter(PretrainedMixin):
         if sampler == "ddim":
             return DDIMScheduler(**base, timestep_spacing="trailing", clip_sample=True)
         if sampler in ("dpmsolver++", "dpm++"):
-            return DPMSolverMultistepScheduler(**base, algorithm_type="dpmsolver++", timestep_spacing="trailing")
+            # Thresholding with sample_max_value 1 clips each x0 prediction to [-1, 1] (the pixel range),
+            # as DDIM's clip_sample does; with that bound it never rescales.
+            return DPMSolverMultistepScheduler(**base, algorithm_type="dpmsolver++", timestep_spacing="trailing",
+                                               thresholding=True, sample_max_value=1.0)
         raise InvalidModelError(f"unknown sampler {sampler!r}; use 'ddim' or 'dpmsolver++'")
 
     def unet_evaluations(self, num_inference_steps: int | None = None, guidance_scale: float | None = None) -> int:
