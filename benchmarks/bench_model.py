@@ -52,11 +52,12 @@ PHASES = ("data", "train", "generate", "utility", "realism", "audit", "steps", "
 SETTINGS: dict[str, dict[str, Any]] = {
     "quick": {"size": (160, 128), "train": 24, "test": 12, "holdout": 12, "backgrounds": 24, "n_synthetic": 16,
               "train_steps": 20, "train_minutes": None, "batch_size": 8, "seeds": 1, "utility_steps": 10,
-              "regimes": [0.3, 1.0], "steps_curve": [2, 8], "curve_cases": 8, "regime_train_steps": 10,
+              "regimes": [0.3, 1.0], "steps_curve": [[2, 1.0], [8, 1.0]], "curve_cases": 8, "regime_train_steps": 10,
               "realism_steps": 20, "audit": False},
     "full": {"size": (320, 256), "train": 160, "test": 60, "holdout": 40, "backgrounds": 120, "n_synthetic": 160,
              "train_steps": 4000, "train_minutes": 120, "batch_size": 16, "seeds": 3, "utility_steps": None,
-             "regimes": [0.1, 0.3, 1.0], "steps_curve": [2, 4, 8, 16, 25], "curve_cases": 80,
+             "regimes": [0.1, 0.3, 1.0],
+             "steps_curve": [[2, 1.0], [4, 1.0], [8, 1.0], [16, 1.0], [25, 1.0], [4, 2.0]], "curve_cases": 80,
              "regime_train_steps": 1500, "realism_steps": None, "audit": True},
 }
 # The sets of benchmarks/bench_utility.py (seed, patient offset), and two more of other patients.
@@ -215,23 +216,25 @@ def run(quick: bool = False, work: str | Path | None = None, only: list[str] | N
             save()
         rows.append(_row("audit of syn-both vs its training data", results["audit"]["verdict"], "verdict"))
     if "steps" in phases and model is not None:
-        for steps in s["steps_curve"]:
-            key = f"steps-{steps}"
+        for steps, guidance in s["steps_curve"]:
+            key = f"steps-{steps}-guidance-{guidance:g}"
             if key not in results:
-                path = synthesize(model, sets["backgrounds"], work / f"curve-{steps}", int(s["curve_cases"]),
-                                  ["mass", "calcification"], steps=steps)
+                path = synthesize(model, sets["backgrounds"], work / f"curve-{steps}-{guidance:g}",
+                                  int(s["curve_cases"]), ["mass", "calcification"], steps=steps, guidance=guidance)
                 r = realism(sets["test"], path, s)
                 u = utility(sets["train"], path, sets["test"], s, regimes=[min(s["regimes"])])
                 reg = next(iter(u["full"]["regimes"].values()))
-                results[key] = {"unet_evaluations": model.unet_evaluations(steps),
+                results[key] = {"unet_evaluations": model.unet_evaluations(steps, guidance),
                                 "c2st_auc": (r["realism"] or {}).get("c2st_auc"),
                                 "c2st_by_class": (r["realism"] or {}).get("by_class"),
-                                "delta": reg["delta"]["value"], "delta_ci95": reg["delta"]["ci95"]}
+                                "delta": reg["delta"]["value"], "delta_ci95": reg["delta"]["ci95"],
+                                "delta_by_class": {k: v.get("value") for k, v in
+                                                   (reg["delta"].get("by_class") or {}).items()}}
                 save()
             res = results[key]
-            rows.append(_row(f"steps {steps} ({res['unet_evaluations']} UNet evaluations): C2ST AUC",
-                             res["c2st_auc"], "AUC", f"Dice delta at {min(s['regimes'])}: {res['delta']} "
-                             f"{res['delta_ci95']}"))
+            rows.append(_row(f"{steps} steps, guidance {guidance:g} ({res['unet_evaluations']} UNet evaluations): "
+                             "C2ST AUC", res["c2st_auc"], "AUC",
+                             f"Dice delta at {min(s['regimes'])}: {res['delta']} {res['delta_ci95']}"))
     if "regime" in phases:
         rows += regime_generators(work, sets, s, results, save)
     for name, secs in times.items():
