@@ -31,6 +31,21 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _packaged(kind: str) -> dict[str, Any]:
+    """The packaged default ``configs/<kind>.yaml``. Its ``inherit`` mapping (section -> kind) takes
+    whole sections from another packaged default, so a section shared by two commands is written once;
+    the file's own keys in such a section are laid over the inherited ones."""
+    data = _read_yaml(CONFIG_DIR / f"{kind}.yaml")
+    inherit = data.pop("inherit", None) or {}
+    for section, other in inherit.items():
+        shared = _packaged(other).get(section)
+        if not isinstance(shared, dict):
+            raise ConfigError(f"inherits section {section!r} from {other}.yaml, which has no such section",
+                              CONFIG_DIR / f"{kind}.yaml")
+        data[section] = deep_update(shared, data.get(section) or {})
+    return data
+
+
 def deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """Return ``base`` with ``extra`` laid over it, recursing into nested mappings."""
     out = dict(base)
@@ -65,7 +80,7 @@ def load_config(
     """
     base: dict[str, Any] = {}
     if kind is not None:
-        base = _read_yaml(CONFIG_DIR / f"{kind}.yaml")
+        base = _packaged(kind)
     if name_or_path is None:
         cfg = base
     else:

@@ -211,9 +211,16 @@ plt.show()'''),
     ]
 
 
+def notebooks() -> dict:
+    """The notebooks by name, as nbformat objects (without outputs)."""
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    return {name: new_notebook(cells=cells, metadata=kernel)
+            for name, cells in [("01_quickstart", quickstart()), ("02_privacy_audit", privacy_audit()),
+                                ("03_lora_and_dp", lora_and_dp())]}
+
+
 def main() -> None:
-    for name, cells in [("01_quickstart", quickstart()), ("02_privacy_audit", privacy_audit()), ("03_lora_and_dp", lora_and_dp())]:
-        nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    for name, nb in notebooks().items():
         nbformat.write(nb, HERE / f"{name}.ipynb")
 
 

@@ -50,3 +50,25 @@ def test_a_dict_config_is_not_modified():
     user = {"lora": {"rank": 8}}
     load_config(user, kind="finetune", overrides={"rank": 2})
     assert user == {"lora": {"rank": 8}}
+
+
+def test_finetune_takes_its_data_and_dp_sections_from_train_yaml(tmp_path, monkeypatch):
+    import shutil
+
+    import yaml
+
+    import medsynth.config
+    from medsynth.config import CONFIG_DIR
+
+    folder = tmp_path / "configs"
+    shutil.copytree(CONFIG_DIR, folder)
+    train = yaml.safe_load((folder / "train.yaml").read_text())
+    train["data"]["jitter_mm"] = 9.5
+    train["dp"]["target_epsilon"] = 2.5
+    (folder / "train.yaml").write_text(yaml.safe_dump(train))
+    monkeypatch.setattr(medsynth.config, "CONFIG_DIR", folder)
+    finetune = load_config(kind="finetune")
+    assert finetune["data"]["jitter_mm"] == 9.5 and finetune["dp"]["target_epsilon"] == 2.5
+    assert "inherit" not in finetune
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_config({"inherit": {"data": "train"}}, kind="finetune")

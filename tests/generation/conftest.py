@@ -17,15 +17,6 @@ TINY_MODEL = {"image_size": 32, "block_out_channels": [16, 32], "norm_num_groups
 PHANTOM_SIZE = (128, 104)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
-    # The test machine's cores are shared: one thread avoids oversubscription stalls.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="session")
 def phantom_root(tmp_path_factory) -> Path:
     """A CBIS-DDSM-like phantom dataset of 4 images (some with lesions)."""

@@ -33,15 +33,6 @@ def make_textures(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
     return np.clip(np.stack(out), 0.0, 1.0).astype(np.float32)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # The test machine's cores are shared; one thread per process is much faster than oversubscribing.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="session")
 def textures():
     return make_textures
