@@ -177,13 +177,17 @@ private = medsynth.finetune_lora(WORK / "base", site_b, WORK / "lora-dp", rank=4
                                  dp={"target_epsilon": 50.0 if QUICK else 8.0, "target_delta": 1e-5, "max_grad_norm": 1.0})
 size_kb = {p.name: sum(f.stat().st_size for f in p.iterdir()) / 1024 for p in [Path(plain), Path(private)]}
 print("adapter sizes (kB):", {k: round(v) for k, v in size_kb.items()})'''),
-        new_markdown_cell("The DP adapter's model card records the privacy budget spent, as opacus' accountant computed it:"),
+        new_markdown_cell("The DP adapter's model card records the privacy budget spent, as opacus' accountant computed it, "
+                          "and that its noise came from the OS's CSPRNG (`noise: csprng`). It covers site B's data "
+                          "only: the base model was trained without DP, so base + adapter as a whole is **not** DP "
+                          "(its card's `dp` is None; `dp_parts` keeps both records)."),
         new_code_cell('''from medsynth import LesionInpainter
 
 m_plain = LesionInpainter.from_pretrained(WORK / "base", adapter=plain)
 m_dp = LesionInpainter.from_pretrained(WORK / "base", adapter=private)
-print("plain:", m_plain.model_card.get("dp"))
-print("DP:   ", m_dp.model_card.get("dp"))'''),
+print("plain adapter:", m_plain.model_card["adapter"]["dp"])
+print("DP adapter:   ", m_dp.model_card["adapter"]["dp"])
+print("base + DP adapter, as a whole:", m_dp.model_card["dp"])'''),
         new_markdown_cell("## Compare on held-out site-B lesions\n\nLower diffusion loss on unseen site-B lesions means a "
                           "better fit to the new site; DP costs some of it."),
         new_code_cell('''from medsynth.models.patches import crop_roi

@@ -165,8 +165,11 @@ def lesion_patches(
 
 def training_lesion_rule(model: Any) -> dict[str, float]:
     """The lesion rule the model's training data was cut with, as its model card recorded it
-    (``data.lesion_rule``); the configs/train.yaml defaults for a card that does not say."""
+    (``data.lesion_rule``; with a LoRA adapter loaded, the adapter's data, whose patches are then the
+    members); the configs/train.yaml defaults for a card that does not say."""
     card = getattr(model, "model_card", None)
+    if isinstance(card, dict) and isinstance(card.get("adapter"), dict) and card["adapter"].get("data"):
+        card = card["adapter"]
     data = card.get("data") if isinstance(card, dict) else None
     return lesion_rule_of(data.get("lesion_rule") if isinstance(data, dict) else None)
 

@@ -24,7 +24,7 @@ table{border-collapse:collapse;margin:.6em 0}
 td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;font-size:.92em}
 th{background:#f3f3f3}.ok{color:#135c1e;font-weight:600}.bad{color:#8a1c17;font-weight:600}
 img{max-width:100%}code,pre{background:#f6f6f6;font-size:.85em}pre{padding:.6em;overflow-x:auto}
-.note{color:#555;font-size:.92em}
+.note{color:#555;font-size:.92em}.na{color:#7a5b00;font-weight:600}
 """
 
 
@@ -98,7 +98,9 @@ def _checks_table(checks: list[dict[str, Any]], prefix: str | None = None) -> st
     for c in checks:
         if prefix is not None and not c["name"].startswith(prefix):
             continue
-        status = '<span class="ok">pass</span>' if c["passed"] else '<span class="bad">FAIL</span>'
+        shown = c.get("status") or ("pass" if c["passed"] else "fail")
+        status = ('<span class="ok">pass</span>' if shown == "pass" else '<span class="bad">FAIL</span>'
+                  if shown == "fail" else f'<span class="na">{html.escape(shown)}</span>')
         details = "; ".join(f"{html.escape(str(k))}: {fmt(v)}" for k, v in c["details"].items()
                             if not isinstance(v, (dict, list)))
         rows.append(f"<tr><td>{html.escape(c['name'])}</td><td>{status}</td><td>{fmt(c['value'])}</td>"
@@ -177,12 +179,17 @@ def render_html(result: Any, standalone: bool = True) -> str:
     dp = d["dp"]
     if not dp.get("recorded"):
         parts.append("<p>No DP record found in the model card or the synthetic set's manifest.</p>")
-    elif not dp.get("dp_trained"):
-        parts.append("<p>The model was not trained with differential privacy (ε = ∞).</p>")
     else:
-        parts.append(
-            f"<p>ε = {fmt(dp['epsilon'])}, δ = {fmt(dp['delta'])} (from {html.escape(str(dp['source']))}).</p>"
-        )
+        parts.append(f"<p>The model was {html.escape(str(dp.get('statement')))} (from "
+                     f"{html.escape(str(dp['source']))}). Each part's ε was recomputed from its recorded σ, sample "
+                     "rate, steps and δ with opacus' accountant.</p>")
+        rows = "".join(
+            f"<tr><td>{html.escape(name)}</td><td>{'DP' if p.get('dp_trained') else 'no DP'}</td>"
+            f"<td>{fmt(p.get('epsilon'))}</td><td>{fmt(p.get('recomputed_epsilon'))}</td><td>{fmt(p.get('delta'))}"
+            f"</td><td>{html.escape(str(p.get('noise')))}</td><td>{html.escape(str(p.get('problem') or ''))}</td></tr>"
+            for name, p in (dp.get("parts") or {}).items())
+        parts.append("<table><tr><th>part</th><th>DP</th><th>ε recorded</th><th>ε recomputed</th><th>δ</th>"
+                     f"<th>noise</th><th>problem</th></tr>{rows}</table>")
 
     # 5. PHI
     phi = d["phi"]

@@ -12,9 +12,13 @@ from medsynth.io.writers.atomic import atomic_write_text
 from medsynth.utils import jsonable
 
 
-def check_record(name: str, value: Any, threshold: Any, passed: bool, **details: Any) -> dict[str, Any]:
-    """One check of the audit: its name, measured value, threshold, whether it passed, and evidence."""
-    return {"name": name, "value": value, "threshold": threshold, "passed": bool(passed), "details": details}
+def check_record(name: str, value: Any, threshold: Any, passed: bool, status: str | None = None,
+                 **details: Any) -> dict[str, Any]:
+    """One check of the audit: its name, measured value, threshold, whether it passed, what the report
+    shows (``status``: "pass"/"fail" by default; a check that does not apply keeps the verdict but says
+    so in its own words, e.g. "not DP", never as a green pass), and evidence."""
+    return {"name": name, "value": value, "threshold": threshold, "passed": bool(passed),
+            "status": status or ("pass" if passed else "fail"), "details": details}
 
 
 @dataclass

@@ -6,9 +6,10 @@ Runs every check of the privacy audit in order and returns an :class:`AuditResul
 1. patient overlap (train and holdout must be disjoint; otherwise :class:`AuditInputError`),
 2. memorization / copies on whole images and lesion ROIs (:mod:`medsynth.auditing.memorization`),
 3. holdout baseline (:mod:`medsynth.auditing.baseline`),
-4. membership inference against the model, when one is given (:mod:`medsynth.auditing.mia`),
-5. differential privacy budget from the model card or the synthetic set's manifest
-   (:mod:`medsynth.auditing.dp`),
+4. membership inference against the model (base + adapter when an adapter is given: the training
+   set is then the adapter's), when one is given (:mod:`medsynth.auditing.mia`),
+5. differential privacy from the model's (and adapter's) card or the synthetic set's manifest, ε
+   recomputed (:mod:`medsynth.auditing.dp`),
 6. PHI in the synthetic files (:mod:`medsynth.auditing.phi`).
 
 The result (:mod:`medsynth.auditing.result`) writes itself as JSON (``to_json``) and as a one-file
@@ -47,6 +48,7 @@ def audit(
     model: Any = None,
     config: str | Path | dict[str, Any] | None = None,
     progress: bool = True,
+    adapter: str | Path | None = None,
 ) -> AuditResult:
     """Audit a synthetic set against the training set it came from and a holdout of other patients.
 
@@ -56,6 +58,9 @@ def audit(
         holdout: real images of other patients the model never saw (same).
         model: a model directory (``LesionInpainter.from_pretrained``) or a loaded model with
             ``per_sample_loss``; None skips membership inference.
+        adapter: the LoRA adapter directory the set was generated with (``model`` must then be a
+            directory). Membership inference attacks base + adapter with ``train`` as members, so
+            ``train`` must be the **adapter's** training data; the DP check composes both cards.
         config: a YAML path or a dict laid over ``configs/audit.yaml``.
         progress: show rich progress bars on reading, embedding and search.
 
@@ -73,7 +78,7 @@ def audit(
           "holdout": as_dataset(holdout, "holdout")}
     # Shared patient IDs are refused before any pixel is read (identical pixels are checked below).
     check_patient_ids(ds["train"], ds["holdout"], getattr(ds["holdout"], "root", None))
-    model_obj, model_dir = _load_model(model)
+    model_obj, model_dir, adapter_dir = _load_model(model, adapter)
     notes: list[str] = [OCR_NOTE]
     plots: dict[str, Any] = {}
     checks: list[dict[str, Any]] = []
@@ -171,7 +176,11 @@ def audit(
             res = membership_inference(model_obj, ds["train"], ds["holdout"], icfg,
                                        on_batch=lambda n: bar.advance(task, n))
             mia_out = {"n_members": res.n_members, "n_nonmembers": res.n_nonmembers,
-                       "skipped_lesions": res.skipped_lesions, "attacks": {}}
+                       "skipped_lesions": res.skipped_lesions, "attacks": {},
+                       "target": "base model + LoRA adapter" if adapter_dir else "model"}
+            if adapter_dir:
+                notes.append("membership inference attacked base + adapter with --train as members: it must be "
+                             "the adapter's training data (the base model's data is audited with the base alone)")
             for a in res.attacks:
                 mia_out["attacks"][a.name] = {"auc": a.auc, f"tpr_at_{a.max_fpr:g}_fpr": a.tpr_at_fpr,
                                               "pvalue": a.pvalue}
@@ -184,7 +193,7 @@ def audit(
             notes.append("membership inference skipped: no --model given")
 
         # 7. Differential privacy budget.
-        dp = dp_budget(model_obj, model_dir, ds["synthetic"])
+        dp = dp_budget(model_obj, model_dir, ds["synthetic"], adapter_dir)
         checks.append(dp_check(dp, cfg["dp"]))
 
         # 8. PHI in the synthetic files.
@@ -216,7 +225,8 @@ def audit(
         phi=phi_out,
         inputs={name: {"root": str(p.root), "n_images": len(p), "n_rois": int(len(p.rois)),
                        "layout": getattr(ds[name], "layout", None)} for name, p in prep.items()}
-        | ({"model": {"root": str(model_dir)}} if model_dir else {}),
+        | ({"model": {"root": str(model_dir)}} if model_dir else {})
+        | ({"adapter": {"root": str(adapter_dir)}} if adapter_dir else {}),
         config=cfg,
         notes=notes,
         seconds=time.perf_counter() - t0,
@@ -235,19 +245,29 @@ def _patient_groups(tr: PreparedSet, ho: PreparedSet, scope: str) -> tuple[np.nd
     return t, h
 
 
-def _load_model(model: Any) -> tuple[Any, Path | None]:
+def _load_model(model: Any, adapter: str | Path | None = None) -> tuple[Any, Path | None, Path | None]:
+    """(model object, its directory, the adapter directory); the adapter is loaded onto the model."""
     if model is None:
-        return None, None
+        if adapter is not None:
+            raise ConfigError("--adapter needs --model (the base model the adapter was trained on)")
+        return None, None, None
     if isinstance(model, (str, Path)):
         path = Path(model)
         if not path.is_dir():
             raise InvalidModelError("model directory not found", path)
+        adapter_dir = None
+        if adapter is not None:
+            adapter_dir = Path(adapter)
+            if not adapter_dir.is_dir():
+                raise InvalidModelError("adapter directory not found", adapter_dir)
         from medsynth.models.inpainter import LesionInpainter
 
-        return LesionInpainter.from_pretrained(path), path
+        return LesionInpainter.from_pretrained(path, adapter=adapter_dir), path, adapter_dir
+    if adapter is not None:
+        raise ConfigError("adapter= needs the model as a directory path (it is loaded onto the base weights)")
     if not hasattr(model, "per_sample_loss"):
         raise InvalidModelError(f"the model ({type(model).__name__}) has no per_sample_loss method")
-    return model, None
+    return model, None, None
 
 
 def _memorization_summary(scopes: dict[str, ScopeResult], tr: PreparedSet, sy: PreparedSet,

@@ -22,6 +22,10 @@ def audit(
     model: Optional[Path] = typer.Option(
         None, "--model", help="Model directory: runs membership inference and reads ε/δ."
     ),
+    adapter: Optional[Path] = typer.Option(
+        None, "--adapter", help="LoRA adapter the set was generated with (needs --model): membership inference "
+        "attacks base + adapter, so --train must then be the adapter's training data; DP is composed."
+    ),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML laid over configs/audit.yaml (thresholds)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the one-file HTML report here."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the machine-readable verdict here."),
@@ -34,7 +38,8 @@ def audit(
     from medsynth.auditing.run import audit as run_audit
 
     console = Console()
-    result = run_audit(train, synthetic, holdout, model=model, config=config, progress=not quiet)
+    result = run_audit(train, synthetic, holdout, model=model, adapter=adapter, config=config,
+                       progress=not quiet)
     if json_out is not None:
         result.to_json(json_out)
     if report is not None:
@@ -47,9 +52,10 @@ def audit(
         table.add_column(col)
     for c in result.checks:
         value = c["value"]
+        shown = c.get("status") or ("pass" if c["passed"] else "fail")
         table.add_row(
             c["name"],
-            "[green]pass[/]" if c["passed"] else "[bold red]FAIL[/]",
+            "[green]pass[/]" if shown == "pass" else "[bold red]FAIL[/]" if shown == "fail" else f"[yellow]{shown}[/]",
             f"{value:.4g}" if isinstance(value, float) else str(value),
             "" if c["threshold"] is None else str(c["threshold"]),
         )

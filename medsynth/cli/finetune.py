@@ -17,6 +17,7 @@ from medsynth.cli._dp import (
     DpFlag,
     MaxGradNorm,
     SecureMode,
+    SeededNoise,
     TargetDelta,
     TargetEpsilon,
     dp_options,
@@ -41,6 +42,7 @@ def finetune(
     target_delta: TargetDelta = None,
     max_grad_norm: MaxGradNorm = None,
     secure_mode: SecureMode = False,
+    dp_seeded_noise: SeededNoise = False,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Fine-tune a LoRA adapter of MODEL_DIR on DATA.
@@ -52,7 +54,7 @@ def finetune(
 
     if not lora:
         raise ConfigError("only LoRA fine-tuning is supported; pass --lora")
-    dp_settings = dp_options(dp, target_epsilon, target_delta, max_grad_norm, secure_mode)
+    dp_settings = dp_options(dp, target_epsilon, target_delta, max_grad_norm, secure_mode, dp_seeded_noise)
     adapter = finetune_lora(model_dir, data, out, rank=rank, steps=steps, dp=dp_settings, config=config,
                             resume=resume, progress=not quiet, batch_size=batch_size)
     card = json.loads((adapter / "model_card.json").read_text())

@@ -16,6 +16,7 @@ from medsynth.cli._dp import (
     DpFlag,
     MaxGradNorm,
     SecureMode,
+    SeededNoise,
     TargetDelta,
     TargetEpsilon,
     dp_options,
@@ -44,13 +45,14 @@ def train(
     target_delta: TargetDelta = None,
     max_grad_norm: MaxGradNorm = None,
     secure_mode: SecureMode = False,
+    dp_seeded_noise: SeededNoise = False,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train the mask-conditioned lesion inpainter on DATA and save it in OUT."""
     from medsynth.io.spacing import parse_spacing
     from medsynth.models.training import train as run_train
 
-    dp_settings = dp_options(dp, target_epsilon, target_delta, max_grad_norm, secure_mode)
+    dp_settings = dp_options(dp, target_epsilon, target_delta, max_grad_norm, secure_mode, dp_seeded_noise)
     model = run_train(data, out, config=config, steps=steps, image_size=image_size, resume=resume,
                       dp=dp_settings, progress=not quiet, batch_size=batch_size, mixed_precision=mixed_precision,
                       **{"data.spacing_mm": parse_spacing(spacing_mm, "--spacing-mm")})

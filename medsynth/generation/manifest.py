@@ -2,8 +2,10 @@
 
 The manifest lists every complete case with its output files and their SHA-256, the lesions
 (class, outline description, where the outline came from), the case's seeds, and for the whole
-dataset the model and adapter hashes, sampler and steps, the model's DP guarantee (epsilon, delta)
-when it was trained with DP, and library versions.
+dataset the model and adapter hashes, sampler and steps, the facts of the base model's card and,
+with ``--adapter``, of the adapter's (``model.cards``), the DP record (``model.dp``: epsilon, delta,
+what recomputing epsilon needs, and ``noise`` = "csprng" or "seeded"; with an adapter the
+composition of both parts, null unless both were trained with DP), and library versions.
 
 What it must not allow is re-identification. It never holds a source path, file name, case ID or
 patient ID. A background image is named only by ``HMAC-SHA256(salt, sha256(pixels))``; the salt is
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from medsynth.io.writers.atomic import atomic_write_json, atomic_write_text
+from medsynth.models.privacy import dp_noise_of, dp_record, dp_statement
 
 MANIFEST_NAME = "manifest.json"
 CARD_NAME = "README.md"
@@ -58,6 +61,30 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def card_facts(card: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest keeps of the model's card and, when an adapter is loaded, of the adapter's:
+    data counts, steps, DP record. Nothing that points at the training data: no path (the cards'
+    ``data.source``, ``base_model.path``, ``adapter.path``), no layout name, no data fingerprint (with
+    it, whoever holds a dataset could test whether it trained the model); the model card keeps those."""
+
+    def data(d: Any) -> dict[str, Any]:
+        d = d if isinstance(d, dict) else {}
+        return {k: d[k] for k in ("n_cases", "n_lesion_crops", "n_healthy_crops") if k in d}
+
+    def steps(t: Any) -> dict[str, Any]:
+        t = t if isinstance(t, dict) else {}
+        return {k: t[k] for k in ("steps", "planned_steps", "batch_size") if k in t}
+
+    parts = card.get("dp_parts") if isinstance(card.get("dp_parts"), dict) else {"base": card.get("dp")}
+    out = {"base": {"name": card.get("name"), "data": data(card.get("data")), "training": steps(card.get("training")),
+                    "dp": dp_record(parts.get("base"))}}
+    adapter = card.get("adapter")
+    if isinstance(adapter, dict):
+        out["adapter"] = {"lora": adapter.get("lora"), "data": data(adapter.get("data")),
+                          "training": steps(adapter.get("training")), "dp": dp_record(adapter.get("dp"))}
+    return out
+
+
 def build_manifest(header: dict[str, Any], records: list[dict[str, Any]], n_requested: int) -> dict[str, Any]:
     """The manifest dict: the run's header, the complete case records (sorted by index) and counts."""
     cases = sorted(records, key=lambda r: r["index"])
@@ -80,12 +107,15 @@ def render_dataset_card(manifest: dict[str, Any], index_files: list[str]) -> str
     """A Markdown dataset card: what the data is, how it was made, its intended use and limits."""
     model = manifest.get("model", {})
     dp = model.get("dp")
-    if dp:
-        privacy = (f"The model was trained with differential privacy: epsilon = {dp.get('epsilon')}, "
-                   f"delta = {dp.get('delta')} ({dp.get('accountant', 'accountant not recorded')}).")
+    cards = model.get("cards") or {}
+    parts = {name: c.get("dp") for name, c in cards.items()} if "adapter" in cards else None
+    what = "base model + LoRA adapter" if parts else "model"
+    if dp and dp_noise_of(dp) == "csprng":
+        privacy = (f"The {what} was trained with {dp_statement(dp)}; see medsynth's docs/privacy.md for what "
+                   "one training patch means. DP protects what the weights reveal, not the backgrounds.")
     else:
-        privacy = ("The model was **not** trained with differential privacy; run `medsynth audit` "
-                   "(memorisation, membership inference) before sharing this data outside the institution.")
+        privacy = (f"The {what} was {dp_statement(dp, parts)}. Run `medsynth audit` (memorisation, membership "
+                   "inference) before sharing this data outside the institution.")
     masks = manifest.get("masks", {})
     classes = ", ".join(f"{v} = {k}" for k, v in manifest.get("labels", {}).items())
     lines = [

@@ -53,6 +53,7 @@ from medsynth.errors import ConfigError, InvalidDatasetError, InvalidMaskError, 
 from medsynth.generation.manifest import (
     MANIFEST_NAME,
     build_manifest,
+    card_facts,
     library_versions,
     salt_fingerprint,
     salted_id,
@@ -72,6 +73,7 @@ from medsynth.generation.state import (
 from medsynth.generation.steering import Steering
 from medsynth.io.writers import FORMATS, LABELS, get_writer, to_uint16
 from medsynth.io.writers.atomic import remove_stale_temporaries
+from medsynth.models.privacy import dp_record
 from medsynth.utils import progress_bar, sha256_file
 
 MAX_ATTEMPTS = 25  # lesion outlines tried per lesion before a background is declared too small
@@ -181,13 +183,9 @@ def _load_model(model: Any, adapter: str | Path | None) -> tuple[Any, dict[str, 
         adapter_path = Path(adapter)
         weights = sorted(adapter_path.glob("*.safetensors"))
         adapter_sha = sha256_file(weights[0]) if len(weights) == 1 else _file_or_dir_sha256(adapter_path)
+    # The DP record: with an adapter, the composition the model's card holds once the adapter is
+    # loaded (null unless both parts were trained with DP); both cards' facts beside it.
     card = getattr(obj, "model_card", {}) or {}
-    dp = card.get("dp")
-    dp_facts = None
-    if dp:
-        dp_facts = {
-            k: dp.get(k) for k in ("epsilon", "delta", "accountant", "noise_multiplier", "max_grad_norm") if k in dp
-        }
     config = obj.config
     facts = {
         "sha256": sha,
@@ -195,7 +193,8 @@ def _load_model(model: Any, adapter: str | Path | None) -> tuple[Any, dict[str, 
         "sampler": config.get("sampler", "ddim"),
         "image_size": int(config["image_size"]),
         "spacing_mm": float(config["spacing_mm"]),
-        "dp": dp_facts,
+        "dp": dp_record(card.get("dp")),
+        "cards": card_facts(card),
     }
     return obj, facts
 

@@ -6,9 +6,15 @@ convolutions. An adapter directory holds only the adapter (``adapter_config.json
 ``adapter_model.safetensors``, with ``model_card.json`` and ``README.md``); the card records the
 SHA-256 of the base weights so the adapter is never loaded onto other weights.
 
+Loading an adapter composes the DP records: the model's card then holds ``dp_parts`` (the base's
+and the adapter's ``dp`` entries) and a ``dp`` that is None unless both parts were trained with DP
+(:func:`medsynth.models.privacy.compose_dp`), so base + adapter is never called DP on the base's
+word alone.
+
 This module acts on the model it is given (its ``unet`` and ``model_card``) and imports no other
-model module but the file names of :mod:`medsynth.models.pretrained`: the model's
-``load_adapter`` calls it, and fine-tuning (:mod:`medsynth.models.lora`) sits above both.
+model module but the file names of :mod:`medsynth.models.pretrained` and the DP composition rule of
+:mod:`medsynth.models.privacy`: the model's ``load_adapter`` calls it, and fine-tuning
+(:mod:`medsynth.models.lora`) sits above both.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import torch
 from medsynth.errors import InvalidModelError
 from medsynth.io.writers.atomic import atomic_write_text
 from medsynth.models.pretrained import CARD_NAME, README_NAME, render_adapter_card
+from medsynth.models.privacy import compose_dp
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -97,4 +104,8 @@ def load_adapter(model: Any, adapter: str | Path) -> Any:
     model.unet.eval()
     model.model_card["adapter"] = {k: card.get(k) for k in ("lora", "base_model", "data", "training", "dp")}
     model.model_card["adapter"]["path"] = str(adapter)
+    # base + adapter is DP only when both parts are: the card's dp becomes the composition.
+    base_dp = model.model_card.get("dp")
+    model.model_card["dp_parts"] = {"base": base_dp, "adapter": card.get("dp")}
+    model.model_card["dp"] = compose_dp(base_dp, card.get("dp"))
     return model

@@ -14,12 +14,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from medsynth.config import load_config
 from medsynth.models.adapters import ADAPTER_CONFIG, save_adapter, wrap_lora
 from medsynth.models.data import PatchBank, build_patch_bank
 from medsynth.models.inpainter import LesionInpainter
 from medsynth.models.pretrained import versions
-from medsynth.models.privacy import DPSettings
+from medsynth.models.privacy import DPSettings, check_dp_precision
 from medsynth.models.training import bank_options, check_output_dir, run_loop
 
 
@@ -70,11 +72,16 @@ def finetune_lora(
     rank, alpha, targets = int(lora_cfg["rank"]), lora_cfg["alpha"], list(lora_cfg["target_modules"])
     ckpt = check_output_dir(out, resume, ADAPTER_CONFIG)
     settings = DPSettings.from_any(dp, cfg.get("dp"))
+    if settings is not None:
+        check_dp_precision(cfg["training"]["mixed_precision"])  # before the patches are cut
     model_config = base.config
     bank = data if isinstance(data, PatchBank) else build_patch_bank(
         data, int(model_config["image_size"]), float(model_config["spacing_mm"]), cfg["data"],
         seed=int(cfg["training"]["seed"]), progress=progress, **bank_options(model_config),
     )
+    # The adapter's initial weights come from torch's global generator: seed it, as train() does before
+    # building the UNet, so the same settings give the same adapter whatever ran before in the process.
+    torch.manual_seed(int(cfg["training"]["seed"]))
     peft_unet = wrap_lora(base.unet, rank, alpha, targets, float(lora_cfg["dropout"]))
     result = run_loop(peft_unet, bank, model_config, cfg["training"], cfg["data"], ckpt, resume, settings,
                       max_steps=max_steps, progress=progress, description="fine-tuning LoRA")

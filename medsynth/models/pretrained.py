@@ -21,6 +21,7 @@ import torch
 
 from medsynth.errors import ConfigError, InvalidModelError
 from medsynth.io.writers.atomic import atomic_write_bytes, atomic_write_text
+from medsynth.models.privacy import dp_noise_of, dp_statement
 from medsynth.utils import sha256_file
 
 CONFIG_NAME = "config.json"
@@ -149,18 +150,27 @@ def render_model_card(card: dict[str, Any], config: dict[str, Any]) -> str:
         "",
         "## Differential privacy",
     ]
-    if dp:
-        lines += [
-            f"- (ε, δ) = ({dp['epsilon']:.4g}, {dp['delta']:.3g}) spent, accountant {dp['accountant']}",
-            f"- noise multiplier {dp['noise_multiplier']:.4g}, max grad norm {dp['max_grad_norm']}, "
-            f"sample rate {dp.get('sample_rate')}, steps {dp.get('steps')}, secure mode {dp.get('secure_mode')}",
-        ]
-    else:
-        lines.append("- none: trained without differential privacy; it may memorize its training data.")
+    parts = card.get("dp_parts") or (dp or {}).get("parts")
+    lines.append(f"- {dp_statement(dp, parts)}.")
+    for name, part in (parts.items() if isinstance(parts, dict) else [("", dp)]):
+        if part:
+            lines.append(_dp_details(part, name))
+    if not dp and not parts:
+        lines.append("- it may memorize its training data: audit what it generates (`medsynth audit`).")
     if card.get("adapter"):
         lines += ["", "## Adapter", f"- {json.dumps(card['adapter'])}"]
     lines += ["", "## Versions", "- " + ", ".join(f"{k} {v}" for k, v in (card.get("versions") or {}).items()), ""]
     return "\n".join(lines)
+
+
+def _dp_details(dp: dict[str, Any], name: str) -> str:
+    """The numbers behind a ``dp`` entry, for a Markdown card (never a seed or generator state)."""
+    label = f"{name}: " if name else ""
+    facts = ", ".join(f"{k.replace('_', ' ')} {dp[k]:.4g}" if isinstance(dp.get(k), float) else
+                      f"{k.replace('_', ' ')} {dp.get(k)}"
+                      for k in ("epsilon", "delta", "noise_multiplier", "max_grad_norm", "sample_rate", "steps",
+                                "accountant"))
+    return f"- {label}{facts}, noise {dp_noise_of(dp)}, opacus secure mode {dp.get('secure_mode')}"
 
 
 def render_adapter_card(card: dict[str, Any]) -> str:
@@ -177,12 +187,8 @@ def render_adapter_card(card: dict[str, Any]) -> str:
         f"- data: {card['data'].get('source')} ({card['data'].get('n_cases')} cases), "
         f"fingerprint `{card['data'].get('fingerprint')}`",
         f"- steps: {card['training']['steps']}",
-        (
-            f"- DP: (ε, δ) = ({dp['epsilon']:.4g}, {dp['delta']:.3g}), noise multiplier {dp['noise_multiplier']:.4g}, "
-            f"max grad norm {dp['max_grad_norm']}, accountant {dp['accountant']}"
-        )
-        if dp
-        else "- DP: none",
+        f"- DP: {dp_statement(dp)} (the adapter's own fine-tuning data; the base model's DP is its card's)",
+        *([_dp_details(dp, "")] if dp else []),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in card["versions"].items()),
         "",
     ]

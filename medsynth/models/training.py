@@ -8,14 +8,22 @@ Exact resume: a checkpoint (``OUT/checkpoints/checkpoint.pt``, written atomicall
 optimizer, LR scheduler, EMA, the state of the random generators with a history (Poisson
 sampling, DP noise, torch's global one) and, under DP, the accountant's history; batches,
 augmentations, noise and timesteps are drawn from a generator seeded by (seed, process, step). A run stopped
-at step k and resumed reaches the same weights as an uninterrupted run (on the same machine and
-settings; not in opacus' secure mode, whose noise cannot be replayed).
+at step k and resumed reaches the same weights as an uninterrupted run would from the same
+generator states (on the same machine and settings; not in opacus' secure mode, whose noise cannot
+be replayed). Under DP with csprng noise those states are the only copy of the secret noise seeds:
+the checkpoint is private, and they are dropped from it when the run finishes.
+
+A checkpoint holds only tensors and plain data (dicts, lists, numbers, strings), checked when it is
+written, and is read with ``torch.load(weights_only=True)``: a checkpoint carrying a pickled object
+(which could run code when loaded) is refused.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import pickle
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -31,7 +39,14 @@ from medsynth.io.writers.atomic import atomic_write_bytes
 from medsynth.models.data import PatchBank, augment_batch, build_patch_bank
 from medsynth.models.inpainter import LesionInpainter, build_unet, diffusion_loss, make_noise_scheduler
 from medsynth.models.pretrained import CONFIG_NAME, versions
-from medsynth.models.privacy import DPSettings, PrivateTraining, make_private
+from medsynth.models.privacy import (
+    DPSettings,
+    PrivateTraining,
+    check_dp_precision,
+    dp_generators,
+    dp_noise_of,
+    make_private,
+)
 from medsynth.utils import derive_seed, progress_bar
 
 CHECKPOINT_DIR = "checkpoints"
@@ -125,6 +140,8 @@ def run_loop(
     batch_size = int(train_cfg["batch_size"])
     seed = int(train_cfg["seed"])
     mp = resolve_mixed_precision(str(train_cfg["mixed_precision"]))
+    if dp is not None:
+        check_dp_precision(mp)
     accelerator = make_accelerator(mp)
     device = accelerator.device
     if train_cfg.get("torch_threads"):
@@ -135,8 +152,8 @@ def run_loop(
     # Batch indices, augmentations, noise, timesteps: reseeded every step from (seed, process, step),
     # so it has no state to checkpoint.
     gen = torch.Generator()
-    loader_gen = torch.Generator().manual_seed(seed + 1)  # Poisson sampling (DP)
-    noise_gen = torch.Generator().manual_seed(seed + 2)  # DP noise
+    loader_gen: torch.Generator | None = None  # Poisson sampling (DP)
+    noise_gen: torch.Generator | None = None  # DP noise
     module.to(device)
     module.train()
     params = [p for p in module.parameters() if p.requires_grad]
@@ -150,8 +167,13 @@ def run_loop(
     if dp is not None:
         if device.type != "cpu" and accelerator.num_processes > 1:
             raise PrivacyError("DP training with several processes is not supported here; run on one device")
+        # Poisson sampling on the CPU, the noise on the parameters' device (opacus draws it there);
+        # csprng noise seeds both from os.urandom, and the seeds are kept nowhere.
+        loader_gen, noise_gen = dp_generators(dp, params[0].device, seed)
         loader = torch.utils.data.DataLoader(bank, batch_size=batch_size, shuffle=True, generator=loader_gen)
         private = make_private(module, optimizer, loader, dp, total, noise_generator=noise_gen)
+        if private.secure_mode:
+            loader_gen = noise_gen = None  # opacus' secure RNG draws both; it has no state to keep
         model, optimizer = private.module, private.optimizer
     else:
         model, optimizer = accelerator.prepare(module, optimizer)
@@ -173,15 +195,18 @@ def run_loop(
             if int(state["dp"]["planned_steps"]) != total:
                 raise PrivacyError(
                     f"DP run planned {state['dp']['planned_steps']} steps; resume with the same --steps", ckpt_path)
+            if dp_noise_of(state["dp"]) != dp.noise:
+                raise PrivacyError(f"checkpoint's DP noise is {dp_noise_of(state['dp'])!r}, this run's {dp.noise!r}; "
+                                   "resume with the same noise setting (--dp-seeded-noise or not)", ckpt_path)
             private.engine.accountant.load_state_dict(state["accountant"])
         elif state.get("accountant") is not None:
             raise PrivacyError("checkpoint is from a DP run; resume it with --dp", ckpt_path)
         module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         lr_scheduler.load_state_dict(state["lr_scheduler"])
-        ema.load_state_dict(state["ema"])
-        loader_gen.set_state(state["loader_gen"])
-        noise_gen.set_state(state["noise_gen"])
+        restore_ema(ema, state["ema"], params[0].device)
+        restore_generator(noise_gen, state.get("noise_gen"), ckpt_path)
+        restore_generator(loader_gen, state.get("loader_gen"), ckpt_path)
         torch.set_rng_state(state["torch_rng"])
         step = int(state["step"])
     batches = _poisson_batches(private.loader) if private is not None else None
@@ -267,6 +292,9 @@ def run_loop(
                 stop_at = step
             if step % int(train_cfg["checkpoint_every"]) == 0 or step == stop_at:
                 if accelerator.is_main_process:
+                    # csprng DP noise: its generator states are the secret seeds; kept while the run can
+                    # resume, dropped once it is finished.
+                    keep_gens = private is None or dp.noise == "seeded" or step < total
                     _save_checkpoint(ckpt_path, {
                         "step": step,
                         "total_steps": total,
@@ -274,8 +302,8 @@ def run_loop(
                         "optimizer": optimizer.state_dict(),
                         "lr_scheduler": lr_scheduler.state_dict(),
                         "ema": ema.state_dict(),
-                        "loader_gen": loader_gen.get_state(),
-                        "noise_gen": noise_gen.get_state(),
+                        "loader_gen": loader_gen.get_state() if loader_gen is not None and keep_gens else None,
+                        "noise_gen": noise_gen.get_state() if noise_gen is not None and keep_gens else None,
                         "torch_rng": torch.get_rng_state(),
                         "fingerprint": bank.info["fingerprint"],
                         "model_config": model_config,
@@ -337,19 +365,74 @@ def _poisson_batches(loader: Any):
             yield loader.collate_fn([loader.dataset[i] for i in indices])
 
 
+def restore_ema(ema: Any, state: dict[str, Any], device: torch.device | str) -> None:
+    """Load an EMA state and move its shadow parameters to the parameters' ``device``: diffusers'
+    ``EMAModel.load_state_dict`` keeps them where the checkpoint was loaded (the CPU), and ``ema.step``
+    would then mix CPU and CUDA tensors."""
+    ema.load_state_dict(state)
+    ema.to(device=device)
+
+
+def restore_generator(gen: torch.Generator | None, state: torch.Tensor | None, path: Path) -> None:
+    """Set ``gen`` (created on the parameters' device) to a checkpointed state; nothing to do when
+    either is None (no DP, secure mode, or a finished csprng run whose states were dropped)."""
+    if gen is None or state is None:
+        return
+    try:
+        gen.set_state(state)
+    except (RuntimeError, TypeError) as e:
+        raise InvalidModelError(f"the checkpoint's generator state does not fit a {gen.device} generator "
+                                f"(saved on another device?) ({e})", path) from e
+
+
+def plain_data_problem(obj: Any, where: str = "checkpoint") -> str | None:
+    """Where ``obj`` holds something other than tensors and plain data (what ``torch.load(weights_only=True)``
+    reads back without running code), or None."""
+    if obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor, torch.Size, torch.dtype)):
+        return None
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, (str, int)):
+                return f"{where} has a key of type {type(k).__name__}"
+            problem = plain_data_problem(v, f"{where}[{k!r}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            problem = plain_data_problem(v, f"{where}[{i}]")
+            if problem:
+                return problem
+        return None
+    return f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}"
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    problem = plain_data_problem(state)
+    if problem:  # a programming error: it would be refused when resuming
+        raise TypeError(f"a checkpoint holds only tensors and plain data; {problem}")
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``: tensors and plain data only, no code can run."""
     if not path.is_file():
         raise InvalidModelError("no checkpoint to resume from", path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        what = f"it refers to {found.group(1)}" if found else str(e).strip().splitlines()[-1][:200]
+        raise InvalidModelError(
+            "refused: the checkpoint holds a pickled Python object, not only tensors and plain data, and loading "
+            f"it could run code ({what})", path) from e
     except Exception as e:  # a truncated or foreign file: say which one
         raise InvalidModelError(f"cannot read checkpoint ({e})", path) from e
+    if not isinstance(state, dict) or "step" not in state:
+        raise InvalidModelError("not a medsynth training checkpoint", path)
+    return state
 
 
 def check_output_dir(out: Path, resume: bool, marker: str) -> Path:
@@ -405,8 +488,9 @@ def train(
         steps: training steps (overrides the config).
         image_size: patch size in pixels (overrides the config).
         resume: continue from ``out/checkpoints/checkpoint.pt``.
-        dp: None (no DP), True (the config's ``dp`` section) or a dict/DPSettings
-            (target_epsilon, target_delta, max_grad_norm, secure_mode, accountant).
+        dp: None (no DP), True (the config's ``dp`` section) or a dict/DPSettings (target_epsilon,
+            target_delta, max_grad_norm, noise ("csprng" default, or "seeded": an experiment),
+            secure_mode, accountant).
         progress: show progress.
         max_steps: stop after this many steps (checkpoint written, no model saved): an interrupt.
         **overrides: any setting of the model/training/data sections, e.g. ``batch_size=8``,
@@ -423,6 +507,8 @@ def train(
     ckpt = check_output_dir(out, resume, CONFIG_NAME)
     model_config = cfg["model"]
     settings = DPSettings.from_any(dp, cfg["dp"])
+    if settings is not None:
+        check_dp_precision(resolve_mixed_precision(str(cfg["training"]["mixed_precision"])))  # before the patches
     bank = data if isinstance(data, PatchBank) else build_patch_bank(
         data, int(model_config["image_size"]), float(model_config["spacing_mm"]), cfg["data"],
         seed=int(cfg["training"]["seed"]), progress=progress, **bank_options(model_config),

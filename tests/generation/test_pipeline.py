@@ -327,14 +327,23 @@ def test_dp_budget_and_versions_are_recorded(tmp_path, model_dir, phantom_root):
 
     dp_model = LesionInpainter.from_pretrained(model_dir)
     dp_model.model_card["dp"] = {"epsilon": 7.5, "delta": 1e-5, "accountant": "rdp", "noise_multiplier": 1.1,
-                                 "max_grad_norm": 1.0}
+                                 "max_grad_norm": 1.0, "sample_rate": 0.05, "steps": 900, "noise": "csprng",
+                                 "secure_mode": False, "poisson_sampling": True}
     out = tmp_path / "dp"
     generate(dp_model, phantom_root, "shapes", 1, out, "png", **OPTS)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["dp"]["epsilon"] == 7.5 and manifest["model"]["dp"]["delta"] == 1e-5
+    # What recomputing ε needs, and where the noise came from, are recorded (for the audit).
+    assert manifest["model"]["dp"]["sample_rate"] == 0.05 and manifest["model"]["dp"]["steps"] == 900
+    assert manifest["model"]["dp"]["noise"] == "csprng" and manifest["model"]["cards"]["base"]["dp"]["epsilon"] == 7.5
     assert manifest["model"]["sha256"] == sha256_file(model_dir / "model.safetensors")
     assert manifest["model"]["sampler"] and manifest["versions"]["medsynth"]
-    assert "epsilon = 7.5" in (out / "README.md").read_text()
+    assert "(ε, δ)-DP with ε = 7.5" in (out / "README.md").read_text()
+    # Seeded noise: the dataset card claims no guarantee.
+    dp_model.model_card["dp"]["noise"] = "seeded"
+    generate(dp_model, phantom_root, "shapes", 1, tmp_path / "seeded", "png", **OPTS)
+    card = (tmp_path / "seeded" / "README.md").read_text()
+    assert "seeded DP noise: an experiment, no formal guarantee" in card and "(ε, δ)-DP" not in card
 
 
 def test_lesions_already_in_a_background_stay_labelled(tmp_path, model, phantom_root):

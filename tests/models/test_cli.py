@@ -94,3 +94,16 @@ def test_dp_flags_without_dp_exit_2(tmp_path, capsys):
 
     rc = main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--target-epsilon", "1", "--quiet"])
     assert rc == 2 and "--dp" in capsys.readouterr().err
+
+
+def test_dp_noise_flags(tmp_path, capsys):
+    """--dp-seeded-noise needs --dp and excludes --secure-mode; fp16 with --dp is refused before any work."""
+    from medsynth.cli import main
+
+    rc = main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--dp-seeded-noise", "--quiet"])
+    assert rc == 2 and "--dp" in capsys.readouterr().err
+    rc = main(["finetune", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "a"), "--dp", "--secure-mode",
+               "--dp-seeded-noise", "--quiet"])
+    assert rc == 2 and "exclude each other" in capsys.readouterr().err
+    rc = main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--dp", "--mixed-precision", "fp16", "--quiet"])
+    assert rc == 2 and "fp16" in capsys.readouterr().err

@@ -62,11 +62,44 @@ def test_adapter_on_other_base_is_refused(trained, bank, tmp_path):
 def test_dp_on_lora_parameters_only(trained, bank, tmp_path):
     base_dir, _ = trained
     dp = {"target_epsilon": 1.0, "target_delta": 1e-3, "max_grad_norm": 1.0}
-    with pytest.warns(UserWarning, match="secure_mode"):
-        out = finetune_lora(base_dir, bank, tmp_path / "lora_dp", rank=2, steps=3, dp=dp, progress=False, **LORA)
+    out = finetune_lora(base_dir, bank, tmp_path / "lora_dp", rank=2, steps=3, dp=dp, progress=False, **LORA)
     card = json.loads((out / "model_card.json").read_text())
-    assert card["dp"]["steps"] == 3 and 0 < card["dp"]["epsilon"] <= 1.02
+    assert card["dp"]["steps"] == 3 and 0 < card["dp"]["epsilon"] <= 1.02 and card["dp"]["noise"] == "csprng"
+    assert "(ε, δ)-DP" in (out / "README.md").read_text()
     n_base = sum(p.numel() for p in LesionInpainter.from_pretrained(base_dir).unet.parameters())
     assert 0 < card["trainable_parameters"] < n_base / 2
     tuned = LesionInpainter.from_pretrained(base_dir, adapter=out)
     assert tuned.model_card["adapter"]["dp"]["epsilon"] == pytest.approx(card["dp"]["epsilon"])
+    assert tuned.model_card["dp"] is None  # the base was trained without DP: base + adapter is not DP
+
+
+@pytest.mark.parametrize("dp", [None, {"target_epsilon": 1.0, "target_delta": 1e-3, "noise": "seeded"}])
+def test_lora_resume_is_exact(trained, bank, tmp_path, dp):
+    """LoRA fine-tuning stopped at step 2 and resumed (read back with weights_only=True) equals an
+    uninterrupted run, plainly and under (seeded) DP."""
+    import warnings
+
+    from safetensors.torch import load_file
+
+    base_dir, _ = trained
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="DP training with seeded noise")
+        full = finetune_lora(base_dir, bank, tmp_path / "full", rank=2, steps=4, dp=dp, progress=False, **LORA)
+        part = finetune_lora(base_dir, bank, tmp_path / "part", rank=2, steps=4, dp=dp, progress=False, max_steps=2,
+                             **LORA)
+        assert not (part / "adapter_model.safetensors").exists()
+        finetune_lora(base_dir, bank, part, rank=2, steps=4, dp=dp, progress=False, resume=True, **LORA)
+    a, b = load_file(str(full / "adapter_model.safetensors")), load_file(str(part / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    if dp:
+        cards = [json.loads((d / "model_card.json").read_text())["dp"] for d in (full, part)]
+        assert cards[0]["epsilon"] == pytest.approx(cards[1]["epsilon"], rel=1e-12) and cards[1]["noise"] == "seeded"
+
+
+def test_fp16_with_dp_is_refused_for_lora(trained, bank, tmp_path):
+    from medsynth.errors import PrivacyError
+
+    base_dir, _ = trained
+    with pytest.raises(PrivacyError, match="fp16"):
+        finetune_lora(base_dir, bank, tmp_path / "l", rank=2, steps=1, dp=True, progress=False,
+                      mixed_precision="fp16", **LORA)

@@ -43,6 +43,77 @@ def test_resume_with_other_data_is_refused(bank, cases, tmp_path):
         train(cases[:3], tmp_path / "m", steps=2, resume=True, progress=False, **TINY)
 
 
+class _RunsCodeWhenUnpickled:
+    """Unpickling this calls open(path, "w"): a stand-in for arbitrary code in a foreign checkpoint."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_checkpoint_carrying_a_pickled_object_is_refused(bank, tmp_path):
+    """Checkpoints are read with torch.load(weights_only=True): one that carries a pickled object is
+    refused with an error naming the file, and the object's code never runs."""
+    from medsynth.models.training import _load_checkpoint
+
+    train(bank, tmp_path / "m", steps=4, max_steps=2, progress=False, **TINY)
+    ckpt = tmp_path / "m" / "checkpoints" / "checkpoint.pt"
+    state = _load_checkpoint(ckpt)  # an honest checkpoint: tensors and plain data only
+    marker = tmp_path / "code-ran"
+    state["optimizer"]["extra"] = _RunsCodeWhenUnpickled(marker)
+    torch.save(state, ckpt)
+    with pytest.raises(InvalidModelError, match="pickled Python object") as err:
+        train(bank, tmp_path / "m", steps=4, resume=True, progress=False, **TINY)
+    assert str(ckpt) in str(err.value) and "io.open" in str(err.value)
+    assert not marker.exists()
+    torch.load(ckpt, weights_only=False)  # what the old loader did: the code runs
+    assert marker.exists()
+
+
+def test_checkpoints_are_written_with_plain_data_only(tmp_path):
+    from medsynth.models.training import _save_checkpoint, plain_data_problem
+
+    assert plain_data_problem({"a": [1, 2.0, "x", None, (torch.zeros(2), torch.Size([2]))]}) is None
+    assert "Generator" in plain_data_problem({"a": {"b": [torch.Generator()]}})
+    with pytest.raises(TypeError, match=r"checkpoint\['gen'\]"):
+        _save_checkpoint(tmp_path / "c.pt", {"step": 1, "gen": torch.Generator()})
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_resume_puts_the_ema_on_the_parameters_device(bank, tmp_path, monkeypatch):
+    """A checkpoint is loaded onto the CPU; diffusers' EMAModel.load_state_dict keeps the shadow
+    parameters there, and on CUDA ema.step would mix devices. restore_ema moves them to the
+    parameters' device (shown with parameters on the meta device), and the resume path calls it with
+    the parameters' device."""
+    from diffusers.training_utils import EMAModel
+
+    from medsynth.models import training
+
+    cpu_params = [torch.nn.Parameter(torch.randn(3, 2)), torch.nn.Parameter(torch.randn(4))]
+    state = EMAModel(cpu_params).state_dict()
+    meta_params = [torch.nn.Parameter(p.detach().to("meta")) for p in cpu_params]
+    plain = EMAModel(meta_params)
+    plain.load_state_dict(state)
+    assert {p.device.type for p in plain.shadow_params} == {"cpu"}  # the bug: left where it was loaded
+    ema = EMAModel(meta_params)
+    training.restore_ema(ema, state, meta_params[0].device)
+    assert {p.device.type for p in ema.shadow_params} == {"meta"}
+
+    calls = []
+    real = training.restore_ema
+
+    def spy(ema, state, device):
+        real(ema, state, device)
+        calls.append((device, {p.device for p in ema.shadow_params}))
+
+    monkeypatch.setattr(training, "restore_ema", spy)
+    train(bank, tmp_path / "m", steps=3, max_steps=1, progress=False, **TINY)
+    train(bank, tmp_path / "m", steps=3, resume=True, progress=False, **TINY)
+    assert calls == [(torch.device("cpu"), {torch.device("cpu")})]
+
+
 def test_unknown_settings_are_refused(bank, tmp_path):
     with pytest.raises(ConfigError, match="unknown setting"):
         train(bank, tmp_path / "m", steps=1, progress=False, bach_size=4)
