@@ -122,7 +122,8 @@ train_ds = medsynth.load_dataset(train)
 for k, (case, transform) in enumerate([(train_ds[0], np.fliplr),
                                         (train_ds[1], lambda a: np.roll(a, 3, axis=1) * 0.9)]):
     px = transform(case.image.unit_pixels())
-    Image.fromarray((np.clip(px, 0, 1) * 65535).astype(np.uint16)).save(leaky / "images" / f"planted_{k}.png")
+    dpi = tuple(25.4 / s for s in case.image.spacing[::-1])  # a PNG states its spacing as DPI, or it is refused
+    Image.fromarray((np.clip(px, 0, 1) * 65535).astype(np.uint16)).save(leaky / "images" / f"planted_{k}.png", dpi=dpi)
 leaky_result = medsynth.audit(train, leaky, holdout, progress=not QUICK)
 print("verdict:", leaky_result.verdict)
 for f in leaky_result.memorization["flagged"]:

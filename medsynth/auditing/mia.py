@@ -270,6 +270,35 @@ def lesion_patches(
     return np.clip(np.stack(patches), 0, 1).astype(np.float32), np.stack(masks), skipped
 
 
+def attributed_patches(model: Any, cases: Sequence[Any], max_patches: int, seed: int,
+                       lesion_rule: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The lesion patches of an attribute-conditioned model, cut as its training cut them (each class
+    at its own spacing, masses with room for the band; :func:`medsynth.models.data.build_patch_bank`
+    without the random shift, one crop per lesion) with the attribute codes training gave each.
+
+    Returns:
+        (patches (n, px, px) float32, masks (n, px, px) bool, codes (n, n_attributes) int64, number of
+        lesions skipped as too large).
+    """
+    from medsynth.errors import InvalidDatasetError
+    from medsynth.models.data import build_patch_bank
+    from medsynth.models.training import bank_options
+
+    cfg = model.config
+    px = int(cfg["image_size"])
+    data_cfg = {**lesion_rule, "jitter_mm": 0.0, "lesion_crops_per_lesion": 1, "healthy_crops_per_case": 0}
+    try:
+        bank = build_patch_bank(list(cases), px, float(cfg["spacing_mm"]), data_cfg, seed=seed, **bank_options(cfg))
+    except InvalidDatasetError:
+        return (np.zeros((0, px, px), np.float32), np.zeros((0, px, px), bool), np.zeros((0, 1), np.int64), 0)
+    keep = np.flatnonzero(~bank.healthy.cpu().numpy())
+    if len(keep) > max_patches:
+        keep = np.sort(np.random.default_rng(seed).choice(keep, max_patches, replace=False))
+    skipped = int(bank.info.get("n_lesions_too_large") or 0)
+    return (bank.images[keep].cpu().numpy().astype(np.float32), bank.masks[keep].cpu().numpy().astype(bool),
+            bank.codes[keep].cpu().numpy().astype(np.int64), skipped)
+
+
 def training_lesion_rule(model: Any) -> dict[str, float]:
     """The lesion rule the model's training data was cut with, as its model card recorded it
     (``data.lesion_rule``; with a LoRA adapter loaded, the adapter's data, whose patches are then the
@@ -289,9 +318,11 @@ def model_losses(
     seeds: Sequence[int],
     batch_size: int,
     on_batch: Callable[[int], None] | None = None,
+    codes: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-sample losses, shape (n, len(timesteps), len(seeds)): the same noise for every sample
-    (seeded per timestep and draw, not per sample) so differences come from the sample alone."""
+    (seeded per timestep and draw, not per sample) so differences come from the sample alone.
+    ``codes``: each sample's attribute codes, for an attribute-conditioned model."""
     n = len(patches)
     out = np.empty((n, len(timesteps), len(seeds)), dtype=np.float64)
     with torch.no_grad():
@@ -300,8 +331,9 @@ def model_losses(
                 for s0 in range(0, n, batch_size):
                     sl = slice(s0, min(s0 + batch_size, n))
                     tt = torch.full((sl.stop - sl.start,), int(t), dtype=torch.long)
+                    extra = {} if codes is None else {"codes": torch.from_numpy(codes[sl])}
                     loss = model.per_sample_loss(
-                        torch.from_numpy(patches[sl]), torch.from_numpy(masks[sl]), tt, int(seed)
+                        torch.from_numpy(patches[sl]), torch.from_numpy(masks[sl]), tt, int(seed), **extra
                     )
                     out[sl, a, b] = np.asarray(loss.detach().cpu().numpy() if hasattr(loss, "detach") else loss,
                                                dtype=np.float64).reshape(-1)
@@ -328,6 +360,7 @@ def pia_distances(
     lp: float = 4.0,
     normalize: bool = True,
     on_batch: Callable[[int], None] | None = None,
+    codes: np.ndarray | None = None,
 ) -> np.ndarray:
     """PIA's distance ‖ε_θ(x_t, t) − ε₀‖_p per sample and timestep, shape (n, len(timesteps)).
 
@@ -351,10 +384,11 @@ def pia_distances(
     n = len(patches)
     out = np.empty((n, len(timesteps)), dtype=np.float64)
 
-    def eps_of(x_t: torch.Tensor, mask: torch.Tensor, x0: torch.Tensor, t: int) -> torch.Tensor:
+    def eps_of(x_t: torch.Tensor, mask: torch.Tensor, x0: torch.Tensor, t: int,
+               region: torch.Tensor | None, codes: torch.Tensor | None) -> torch.Tensor:
         tt = torch.full((x_t.shape[0],), int(t), dtype=torch.long, device=device)
-        pred = unet(unet_input(x_t, mask, x0, conditional), tt,
-                    class_labels=class_labels(cfg, x_t.shape[0], device)).sample.float()
+        pred = unet(unet_input(x_t, mask, x0, conditional, region), tt,
+                    class_labels=class_labels(cfg, x_t.shape[0], device, codes=codes)).sample.float()
         if v_pred:  # ε = √ᾱ v + √(1 − ᾱ) x_t
             a = float(abar[int(t)])
             pred = a**0.5 * pred + (1 - a) ** 0.5 * x_t
@@ -365,14 +399,18 @@ def pia_distances(
             sl = slice(s0, min(s0 + batch_size, n))
             x0 = torch.from_numpy(patches[sl]).to(device, torch.float32)[:, None] * 2.0 - 1.0
             mask = torch.from_numpy(masks[sl].astype(np.float32)).to(device)[:, None]
-            weight = 1.0 + (float(cfg["mask_loss_weight"]) - 1.0) * dilate(mask, int(cfg["mask_dilate_px"]))
-            eps0 = eps_of(x0, mask, x0, 0)
+            # the attribute-conditioned model: a mass with no descriptors, its region the mask grown by the band
+            region, batch_codes = (model.scoring_conditioning(mask, None if codes is None else codes[sl])
+                                   if hasattr(model, "scoring_conditioning") else (None, None))
+            editable = mask if region is None else region
+            weight = 1.0 + (float(cfg["mask_loss_weight"]) - 1.0) * dilate(editable, int(cfg["mask_dilate_px"]))
+            eps0 = eps_of(x0, mask, x0, 0, region, batch_codes)
             if normalize:  # PIAN: ε₀ rescaled to the mean |.| of a standard normal, √(2/π)
                 eps0 = eps0 / (eps0.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-12) * (2.0 / np.pi) ** 0.5
             for a, t in enumerate(timesteps):
                 ab = float(abar[int(t)])
                 x_t = ab**0.5 * x0 + (1.0 - ab) ** 0.5 * eps0
-                err = (eps_of(x_t, mask, x0, int(t)) - eps0).abs() ** lp
+                err = (eps_of(x_t, mask, x0, int(t), region, batch_codes) - eps0).abs() ** lp
                 d = ((err * weight).flatten(1).sum(1) / weight.flatten(1).sum(1)) ** (1.0 / lp)
                 out[sl, a] = d.double().cpu().numpy()
             if on_batch is not None:
@@ -423,8 +461,15 @@ def membership_inference(
     roi_mm = float(model.config.get("roi_mm") or px * float(model.config["spacing_mm"]))
     seed = int(cfg["seed"])
     rule = training_lesion_rule(model)
-    mem, mem_m, sk1 = lesion_patches(train_cases, roi_mm, px, int(cfg["max_samples"]), seed, rule)
-    non, non_m, sk2 = lesion_patches(holdout_cases, roi_mm, px, int(cfg["max_samples"]), seed + 1, rule)
+    codes = None
+    if getattr(model, "attributed", False):
+        # scored as trained: each class at its spacing, with the attributes training gave it
+        mem, mem_m, mem_c, sk1 = attributed_patches(model, train_cases, int(cfg["max_samples"]), seed, rule)
+        non, non_m, non_c, sk2 = attributed_patches(model, holdout_cases, int(cfg["max_samples"]), seed + 1, rule)
+        codes = np.concatenate([mem_c, non_c]) if len(mem) and len(non) else None
+    else:
+        mem, mem_m, sk1 = lesion_patches(train_cases, roi_mm, px, int(cfg["max_samples"]), seed, rule)
+        non, non_m, sk2 = lesion_patches(holdout_cases, roi_mm, px, int(cfg["max_samples"]), seed + 1, rule)
     if len(mem) < 2 or len(non) < 2:
         raise InvalidMaskError(
             f"membership inference needs >= 2 lesion ROIs in train and holdout; got {len(mem)} and {len(non)}"
@@ -437,8 +482,8 @@ def membership_inference(
     t_loss = [int(round(float(cfg["loss_timestep"]) * (num_t - 1)))]
     t_multi = [int(round(float(f) * (num_t - 1))) for f in cfg["multi_timesteps"]]
     bs = int(cfg["batch_size"])
-    loss_l = model_losses(model, patches, masks, t_loss, seeds, bs, on_batch)
-    loss_m = model_losses(model, patches, masks, t_multi, seeds[:1], bs, on_batch)
+    loss_l = model_losses(model, patches, masks, t_loss, seeds, bs, on_batch, codes)
+    loss_m = model_losses(model, patches, masks, t_multi, seeds[:1], bs, on_batch, codes)
 
     max_fpr = float(cfg["tpr_at_fpr"])
     n = len(mem)
@@ -455,7 +500,7 @@ def membership_inference(
         t_pia = [max(1, int(round(float(f) * (num_t - 1)))) for f in cfg["pia_timesteps"]]
         # PIA's ℓp distances are heavy-tailed: their logs are standardised.
         dist = pia_distances(model, patches, masks, t_pia, bs, float(cfg["pia_norm"]), bool(cfg["pia_normalize"]),
-                             on_batch)
+                             on_batch, codes)
         s_pia = -standardized_mean(np.log(dist + 1e-12))
         attacks.append(evaluate_attack("pia", s_pia[:n], s_pia[n:], max_fpr, **boot))
     else:

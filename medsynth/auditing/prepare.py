@@ -55,7 +55,7 @@ class PreparedSet:
         return len(self.relpaths)
 
 
-def as_dataset(data: Any, name: str) -> Any:
+def as_dataset(data: Any, name: str, spacing_mm: Any = None) -> Any:
     """``data`` as a dataset: a path is read with ``load_dataset``; a sequence of cases is kept.
 
     Raises:
@@ -64,7 +64,7 @@ def as_dataset(data: Any, name: str) -> Any:
     if isinstance(data, (str, Path)):
         from medsynth.io.datasets import load_dataset
 
-        ds = load_dataset(data)
+        ds = load_dataset(data, spacing_mm=spacing_mm)
     else:
         ds = data
     if len(ds) == 0:

@@ -56,6 +56,7 @@ def audit(
     progress: bool = True,
     adapter: str | Path | None = None,
     device: str | None = None,
+    spacing_mm: Any = None,
 ) -> AuditResult:
     """Audit a synthetic set against the training set it came from and a holdout of other patients.
 
@@ -73,6 +74,8 @@ def audit(
         device: where the model's losses (membership inference) and the embeddings are computed
             (``"auto"``: CUDA when present, ``"cpu"``, ``"cuda"``, ``"cuda:N"``); None: ``device``
             of the config. A model object given is moved there.
+        spacing_mm: pixel spacing (mm) of images whose files state none (never assumed: without it
+            such images are refused); None: ``spacing_mm`` of the config.
 
     Returns:
         The :class:`AuditResult`.
@@ -83,12 +86,13 @@ def audit(
     """
     t0 = time.perf_counter()
     # 1. Check inputs: config, datasets, model.
-    cfg = load_config(config, kind="audit", overrides={"device": device})
+    cfg = load_config(config, kind="audit", overrides={"device": device, "spacing_mm": spacing_mm})
     from medsynth.runtime import resolve_device
 
     device = resolve_device(cfg["device"])
-    ds = {"train": as_dataset(train, "train"), "synthetic": as_dataset(synthetic, "synthetic"),
-          "holdout": as_dataset(holdout, "holdout")}
+    given = cfg["spacing_mm"]
+    ds = {"train": as_dataset(train, "train", given), "synthetic": as_dataset(synthetic, "synthetic", given),
+          "holdout": as_dataset(holdout, "holdout", given)}
     # Shared patient IDs are refused before any pixel is read (identical pixels are checked below).
     check_patient_ids(ds["train"], ds["holdout"], getattr(ds["holdout"], "root", None))
     model_obj, model_dir, adapter_dir = _load_model(model, adapter)

@@ -23,3 +23,8 @@ ForceResume = Annotated[
     typer.Option("--force-resume", help="Resume even a run started in another compute environment (device, GPU, "
                                         "library versions); the record lists both. Implies --resume."),
 ]
+SpacingMm = Annotated[
+    Optional[str],
+    typer.Option("--spacing-mm", help="Pixel spacing (mm; one number or ROW,COL) of images whose files state none "
+                                      "(never assumed: without it such images are refused)."),
+]

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from medsynth.cli._app import EXIT_CHECK_FAILED, EXIT_INCONCLUSIVE, app
-from medsynth.cli._device import Device
+from medsynth.cli._device import Device, SpacingMm
 
 
 @app.command()
@@ -33,16 +33,18 @@ def audit(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the machine-readable verdict here."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     device: Device = None,
+    spacing_mm: SpacingMm = None,
 ) -> None:
     """Audit SYNTHETIC against TRAIN and HOLDOUT: copies, holdout baseline, membership inference, DP, PHI."""
     from rich.console import Console
     from rich.table import Table
 
     from medsynth.auditing.run import audit as run_audit
+    from medsynth.io.spacing import parse_spacing
 
     console = Console()
     result = run_audit(train, synthetic, holdout, model=model, adapter=adapter, config=config,
-                       progress=not quiet, device=device)
+                       progress=not quiet, device=device, spacing_mm=parse_spacing(spacing_mm, "--spacing-mm"))
     if json_out is not None:
         result.to_json(json_out)
     if report is not None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from medsynth.cli._app import app
-from medsynth.cli._device import Device
+from medsynth.cli._device import Device, SpacingMm
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -56,12 +56,16 @@ def evaluate(
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     device: Device = None,
+    spacing_mm: SpacingMm = None,
 ) -> None:
     """Evaluate a synthetic set: C2ST realism, lesion statistics, FID/KID/PRDC/MS-SSIM with real-vs-real floors;
     or downstream Dice with --utility."""
     from rich.console import Console
 
     from medsynth.errors import ConfigError
+    from medsynth.io.spacing import parse_spacing
+
+    given_spacing = parse_spacing(spacing_mm, "--spacing-mm")
 
     console = Console()
     if utility:
@@ -76,7 +80,8 @@ def evaluate(
 
         res = evaluate_utility(real_train, synthetic, real_test, steps=steps, seeds=seeds, config=config,
                                progress=progress, tasks=task, regimes=_fractions(regimes),
-                               background_salt=background_salt, device=device)
+                               background_salt=background_salt, device=device,
+                               spacing_mm=given_spacing)
         _print_utility(console, res)
         if json_out is not None:
             console.print(f"JSON: {res.to_json(json_out)}")
@@ -101,6 +106,7 @@ def evaluate(
         realism=realism,
         progress=progress,
         device=device,
+        spacing_mm=given_spacing,
     )
     _print_metrics(console, result)
     _print_realism(console, result)

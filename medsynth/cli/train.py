@@ -38,6 +38,9 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size (expected batch size under DP)."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/checkpoints/checkpoint.pt."),
     mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="no | bf16 | fp16."),
+    spacing_mm: Optional[str] = typer.Option(
+        None, "--spacing-mm", help="Pixel spacing (mm; one number or ROW,COL) of images whose files state none."
+    ),
     dp: DpFlag = False,
     target_epsilon: TargetEpsilon = None,
     target_delta: TargetDelta = None,
@@ -50,13 +53,15 @@ def train(
     force_resume: ForceResume = False,
 ) -> None:
     """Train the mask-conditioned lesion inpainter on DATA and save it in OUT."""
+    from medsynth.io.spacing import parse_spacing
     from medsynth.models.training import train as run_train
     from medsynth.runtime import describe_environment
 
     dp_settings = dp_options(dp, target_epsilon, target_delta, max_grad_norm, secure_mode, dp_seeded_noise)
     model = run_train(data, out, config=config, steps=steps, image_size=image_size, resume=resume or force_resume,
                       dp=dp_settings, progress=not quiet, batch_size=batch_size, mixed_precision=mixed_precision,
-                      device=device, deterministic=deterministic, force_resume=force_resume)
+                      device=device, deterministic=deterministic, force_resume=force_resume,
+                      **{"data.spacing_mm": parse_spacing(spacing_mm, "--spacing-mm")})
     card = model.model_card
     print_summary("medsynth train", [
         ("model", str(out)),

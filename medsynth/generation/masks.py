@@ -77,8 +77,12 @@ def crop_to_content(mask: np.ndarray) -> np.ndarray:
     return mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
 
 
-def shrink_to_fit(lesion: LesionMask, spacing: tuple[float, float], max_extent_mm: float | None) -> LesionMask:
-    """Scale a lesion down (nearest-area resampling) when its extent exceeds ``max_extent_mm``."""
+def shrink_to_fit(lesion: LesionMask, spacing: tuple[float, float], max_extent_mm: Any) -> LesionMask:
+    """Scale a lesion down (nearest-area resampling) when its extent exceeds ``max_extent_mm`` (one
+    number, or per class name: a model paints calcifications in larger ROIs than masses)."""
+    if isinstance(max_extent_mm, dict):
+        klass = "calcification" if lesion.label == LABELS["calcification"] else "mass"
+        max_extent_mm = max_extent_mm.get(klass)
     if max_extent_mm is None:
         return lesion
     extent = lesion.extent_mm(spacing)
@@ -318,6 +322,12 @@ class RealMaskSource:
         self.elastic_alpha_mm = float(elastic_alpha_mm)
         self.elastic_sigma_mm = float(elastic_sigma_mm)
         self.flip = bool(flip)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The lesion classes among the source lesions."""
+        names = {"calcification" if les.label == LABELS["calcification"] else "mass" for les in self.lesions}
+        return tuple(sorted(names))
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.name, "n_source_lesions": len(self.lesions), "scale": list(self.scale),

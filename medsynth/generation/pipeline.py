@@ -49,6 +49,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -77,6 +78,7 @@ from medsynth.generation.state import (
     read_state,
     write_record,
 )
+from medsynth.generation.steering import Steering
 from medsynth.io.fingerprints import image_digest
 from medsynth.io.writers import FORMATS, LABELS, get_writer, to_uint16
 from medsynth.io.writers.atomic import remove_stale_temporaries
@@ -151,12 +153,15 @@ def case_id(index: int) -> str:
     return f"case_{index:04d}"
 
 
+STREAMS = ("background", "mask", "placement", "inpaint", "conditioning")
+
+
 def case_streams(seed: int, index: int) -> dict[str, np.random.Generator]:
-    """The four independent random streams of case ``index``: background, mask, placement, inpaint."""
-    children = np.random.SeedSequence([int(seed), int(index)]).spawn(4)
-    return {
-        name: np.random.default_rng(s) for name, s in zip(("background", "mask", "placement", "inpaint"), children)
-    }
+    """The independent random streams of case ``index``: background, mask, placement, inpaint and
+    conditioning (the attributes drawn for the painter). Spawned children do not depend on how many
+    are spawned, so a stream added at the end leaves the others' draws unchanged."""
+    children = np.random.SeedSequence([int(seed), int(index)]).spawn(len(STREAMS))
+    return {name: np.random.default_rng(s) for name, s in zip(STREAMS, children)}
 
 
 def _file_or_dir_sha256(path: Path) -> str:
@@ -213,16 +218,20 @@ def _load_model(model: Any, adapter: str | Path | None) -> tuple[Any, dict[str, 
     return obj, facts
 
 
-def _load_backgrounds(backgrounds: Any) -> tuple[Sequence[Any], str]:
-    """The background cases and a private fingerprint of the list (for resume checks only)."""
+def _load_backgrounds(backgrounds: Any, spacing_mm: Any = None) -> tuple[Sequence[Any], str]:
+    """The background cases and a private fingerprint of the list (for resume checks only). A
+    background whose file states no pixel spacing takes ``spacing_mm`` or is refused."""
+    from medsynth.io.spacing import resolve_spacing
+
     if isinstance(backgrounds, (str, Path)):
         from medsynth.io.datasets import load_dataset
 
-        cases = load_dataset(backgrounds)
+        cases = load_dataset(backgrounds, spacing_mm=spacing_mm)
         where: Any = backgrounds
     else:
         cases = backgrounds
         where = getattr(backgrounds, "root", "<backgrounds>")
+        resolve_spacing(cases, spacing_mm)
     if len(cases) == 0:
         raise InvalidDatasetError("has no images to use as backgrounds", where)
     h = hashlib.sha256(str(len(cases)).encode())
@@ -292,8 +301,9 @@ def _laterality(case: Any) -> str | None:
 
 
 def _prepare_case(index: int, seed: int, backgrounds: Sequence[Any], masks: MaskSource, salt: bytes,
-                  placement: PlacementSettings, lesions_per_case: int, max_extent_mm: float) -> _Prepared:
-    """Background, outlines and placement of case ``index`` (no model call)."""
+                  placement: PlacementSettings, lesions_per_case: int, max_extent_mm: Any,
+                  steering: Steering | None = None) -> _Prepared:
+    """Background, outlines, placement and conditioning of case ``index`` (no model call)."""
     streams = case_streams(seed, index)
     bg = backgrounds[int(streams["background"].integers(len(backgrounds)))]
     image = np.asarray(bg.image.unit_pixels(), dtype=np.float32)
@@ -328,43 +338,51 @@ def _prepare_case(index: int, seed: int, backgrounds: Sequence[Any], masks: Mask
         info = dict(lesion.info)
         if "source_lesion_sha256" in info:  # a real outline: only its salted identity is written
             info["source_lesion_id"] = salted_id(salt, info.pop("source_lesion_sha256"))
-        lesions.append({
+        record = {
             "label": int(lesion.label),
             "bbox": [int(r), int(c), int(r + h), int(c + w)],
             "area_mm2": round(float(lesion.mask.sum()) * spacing[0] * spacing[1], 3),
             "outline": info,
             "inpaint_seed": inpaint_seeds[k],
-        })
+        }
+        if steering is not None:  # what the painter is asked for (attribute-conditioned models)
+            record["conditioning"] = steering.attributes(lesion, bg, spacing, streams["conditioning"])
+        lesions.append(record)
     return _Prepared(index, image, label, spacing, salted_id(salt, digest), lesion_masks, lesions,
                      inpaint_seeds, pre_existing, _laterality(bg))
 
 
-def _inpaint_step(model: Any, cases: list[_Prepared], k: int, steps: int | None, model_batch: int) -> None:
-    """Paint lesion ``k`` of every case in ``cases`` (in place), calling the model in fixed-size batches."""
-    from medsynth.models.patches import crop_roi, paste_roi
+def _inpaint_step(model: Any, cases: list[_Prepared], k: int, steps: int | None, model_batch: int,
+                  guidance_scale: float | None = None) -> None:
+    """Paint lesion ``k`` of every case in ``cases`` (in place), calling the model in fixed-size batches.
 
+    Each lesion's ROI is cut at the model's spacing for its class (:meth:`LesionInpainter.prepare_roi`);
+    ROIs of one size form a group (the size depends on the lesion only), called in batches of
+    ``model_batch`` padded with copies of their first patch, and the change is put back at the
+    image's resolution (:meth:`LesionInpainter.finish_roi`).
+    """
     todo = [c for c in cases if k < len(c.lesion_masks)]
     if not todo:
         return
-    size, sp = int(model.config["image_size"]), float(model.config["spacing_mm"])
-    margin = float(model.config.get("roi_margin_mm", 2.0))
-    feather_mm = float(model.config.get("feather_px", 2.0)) * sp
-    crops = [crop_roi(c.image, c.lesion_masks[k], c.spacing, size * sp, size, margin_mm=margin) for c in todo]
-    for start in range(0, len(todo), model_batch):
-        chunk = list(range(start, min(start + model_batch, len(todo))))
-        patches = [np.clip(crops[j][0], 0.0, 1.0) for j in chunk]
-        pmasks = [crops[j][1] for j in chunk]
-        seeds = [todo[j].seeds[k] for j in chunk]
-        pad = model_batch - len(chunk)
-        # Padding keeps the model's batch shape fixed (see the module docstring).
-        patches += [patches[0]] * pad
-        pmasks += [pmasks[0]] * pad
-        seeds += [seeds[0]] * pad
-        result = model(np.stack(patches), np.stack(pmasks), seeds=seeds, num_inference_steps=steps)
-        for row, j in enumerate(chunk):
-            case = todo[j]
-            case.image = paste_roi(case.image, np.asarray(result[row]), crops[j][2], case.lesion_masks[k],
-                                   feather_mm=feather_mm)
+    attributed = bool(getattr(model, "attributed", False))
+    jobs = [model.prepare_roi(c.image, c.lesion_masks[k], c.spacing, c.lesions[k].get("conditioning"))
+            for c in todo]
+    sizes = sorted({job.patch.shape[0] for job in jobs})
+    for size in sizes:
+        group = [j for j, job in enumerate(jobs) if job.patch.shape[0] == size]
+        for start in range(0, len(group), model_batch):
+            chunk = group[start : start + model_batch]
+            # Padding keeps the model's batch shape fixed (see the module docstring).
+            rows = chunk + [chunk[0]] * (model_batch - len(chunk))
+            kwargs: dict[str, Any] = {}
+            if attributed:
+                kwargs = {"attributes": np.stack([jobs[j].codes for j in rows]),
+                          "regions": np.stack([jobs[j].region for j in rows]), "guidance_scale": guidance_scale}
+            result = model(np.stack([jobs[j].patch for j in rows]), np.stack([jobs[j].mask for j in rows]),
+                           seeds=[todo[j].seeds[k] for j in rows], num_inference_steps=steps, **kwargs)
+            for row, j in enumerate(chunk):
+                case = todo[j]
+                case.image = model.finish_roi(case.image, jobs[j], np.asarray(result[row]), case.lesion_masks[k])
 
 
 def generate(
@@ -395,6 +413,9 @@ def generate(
     device: str | None = None,
     deterministic: bool | None = None,
     force_resume: bool = False,
+    spacing_mm: Any = None,
+    conditioning: dict[str, Any] | None = None,
+    guidance_scale: float | None = None,
 ) -> GenerationResult:
     """Generate ``n`` synthetic cases (image + label map) into ``out`` in ``format``.
 
@@ -428,6 +449,12 @@ def generate(
             None: ``device`` of the config. A model object given is moved there.
         deterministic: run the model in PyTorch's deterministic mode (TF32 off); None: the config's.
         force_resume: resume a run started in another compute environment (the manifest records both).
+        spacing_mm: pixel spacing (mm) of backgrounds whose files state none (never assumed:
+            without it such backgrounds are refused; :mod:`medsynth.io.spacing`).
+        conditioning: attributes asked of an attribute-conditioned painter beyond the outline
+            (``density``, ``pathology``, ``birads``, ``subtlety``: values to draw from, or None; see
+            :mod:`.steering`), laid over the config's ``conditioning`` section.
+        guidance_scale: classifier-free guidance (default: the config's, else the model's own).
 
     Returns:
         A :class:`GenerationResult`.
@@ -441,7 +468,7 @@ def generate(
     # 1. Check inputs -- all of them before anything is written.
     cfg = load_config(config, kind="generate", overrides={
         "seed": seed, "batch_size": batch_size, "model_batch": model_batch, "lesions_per_case": lesions_per_case,
-        "device": device, "deterministic": deterministic})
+        "device": device, "deterministic": deterministic, "spacing_mm": spacing_mm})
     seed, batch_size, model_batch, lesions_per_case = (
         cfg["seed"], cfg["batch_size"], cfg["model_batch"], cfg["lesions_per_case"])
     run_device, deterministic = resolve_device(cfg["device"]), bool(cfg["deterministic"])
@@ -471,17 +498,37 @@ def generate(
     if isinstance(masks, str):
         masks, mask_options = mask_settings(cfg["masks"], source=masks, **(mask_options or {}))
     mask_source = make_mask_source(masks, **(mask_options or {}))
-    cases, backgrounds_fp = _load_backgrounds(backgrounds)
-    roi_mm = model_facts["image_size"] * model_facts["spacing_mm"]
-    max_extent_mm = roi_mm - 2.0 * float(model_obj.config.get("roi_margin_mm", 2.0))
-    if max_extent_mm <= 0:
-        raise ConfigError(f"the model's ROI ({roi_mm} mm) leaves no room for a lesion")
+    cases, backgrounds_fp = _load_backgrounds(backgrounds, cfg["spacing_mm"])
+    steering = None
+    if getattr(model_obj, "attributed", False):
+        # What the painter is asked for (the outline's class, descriptors and size; density, ...).
+        steering = Steering.from_config({**cfg["conditioning"], **(conditioning or {})})
+        guidance = cfg["conditioning"]["guidance_scale"] if guidance_scale is None else guidance_scale
+        model_facts["guidance_scale"] = model_obj.resolve_guidance(guidance)
+        model_facts["unet_evaluations_per_lesion"] = model_obj.unet_evaluations(steps, model_facts["guidance_scale"])
+        model_facts["calcification_spacing_mm"] = model_obj.spacing_for("calcification")
+        max_extent_mm: Any = {k: model_obj.max_extent_mm(k) for k in ("mass", "calcification")}
+        smallest = min(max_extent_mm.values())
+    else:
+        guidance = None
+        roi_mm = model_facts["image_size"] * model_facts["spacing_mm"]
+        max_extent_mm = smallest = roi_mm - 2.0 * float(model_obj.config.get("roi_margin_mm", 2.0))
+    if smallest <= 0:
+        raise ConfigError(f"the model's ROI ({model_facts['image_size']} px) leaves no room for a lesion")
+    asked = set(getattr(mask_source, "classes", ()) or ())
+    unproven = sorted(asked - set(cfg["classes_shown_to_help"]))
+    if unproven:
+        warnings.warn(
+            f"painted {', '.join(unproven)} lesions have not been shown to raise segmentation Dice "
+            "(BENCHMARKS.md, 'Lesions worth training on'); check them with `medsynth evaluate --utility` "
+            "before training on them", UserWarning, stacklevel=2)
 
     public = {
         "format": format,
         "seed": int(seed),
         "model": model_facts,
         "masks": mask_source.describe(),
+        "conditioning": steering.describe() if steering is not None else None,
         "placement": asdict(placement),
         "lesions_per_case": int(lesions_per_case),
         "model_batch": int(model_batch),
@@ -539,11 +586,11 @@ def generate(
     with progress_bar(progress and rank == 0, "{task.fields[rate]}", transient=False) as bar:
         task = bar.add_task("generate", total=len(mine), completed=skipped, rate="")
         for start in range(0, len(todo), batch_size):
-            step = [_prepare_case(i, seed, cases, mask_source, run_salt, placement, lesions_per_case, max_extent_mm)
-                    for i in todo[start : start + batch_size]]
+            step = [_prepare_case(i, seed, cases, mask_source, run_salt, placement, lesions_per_case, max_extent_mm,
+                                  steering) for i in todo[start : start + batch_size]]
             for k in range(lesions_per_case):
                 with deterministic_mode(deterministic):
-                    _inpaint_step(model_obj, step, k, steps, model_batch)
+                    _inpaint_step(model_obj, step, k, steps, model_batch, guidance)
             for case in step:
                 cid = case_id(case.index)
                 files = writer.write_case(cid, to_uint16(case.image), case.label, case.spacing,

@@ -13,6 +13,10 @@ Each layout says whether it recognises the path (a folder or an index file); ``l
 the first that does, in this order, and when none does raises one
 :class:`~medsynth.errors.UnknownLayoutError` listing each layout's reason.
 
+Pixel spacing is known, or given, never assumed: an image whose file states none gets a spacing
+the user gives, one the dataset lists, or its layout's documented default, else the dataset is
+refused (:mod:`medsynth.io.spacing`).
+
 Everything stays on disk: images and masks are header-read Scans whose pixels load on access.
 Mask and image shapes are compared from the headers (and again when a CBIS-DDSM union is built); a
 mismatch is an :class:`~medsynth.errors.InvalidMaskError` naming both files. Every path taken from a
@@ -22,10 +26,12 @@ CSV or JSON must stay inside the dataset root (:func:`~medsynth.io.layouts.base.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from medsynth.errors import UnknownLayoutError
 from medsynth.io.layouts import cbis_ddsm, folder, generate_output, monai, nnunet
 from medsynth.io.layouts.base import Dataset, Found, Layout, resolve_inside
+from medsynth.io.spacing import resolve_spacing
 
 __all__ = ["Dataset", "LAYOUTS", "detect_layout", "load_dataset", "resolve_inside"]
 
@@ -60,7 +66,8 @@ def detect_layout(path: str | Path) -> tuple[Layout, Found]:
     raise UnknownLayoutError("matches no known dataset layout (" + "; ".join(reasons) + ")" + hint, path)
 
 
-def load_dataset(path: str | Path, *, key: str = "training", base_dir: str | Path | None = None) -> Dataset:
+def load_dataset(path: str | Path, *, key: str = "training", base_dir: str | Path | None = None,
+                 spacing_mm: Any = None, require_spacing: bool = True) -> Dataset:
     """Recognise the layout at ``path`` and list its cases (nothing but headers is read).
 
     Args:
@@ -68,6 +75,10 @@ def load_dataset(path: str | Path, *, key: str = "training", base_dir: str | Pat
         key: ``monai`` only: which list of the datalist to read ("training", "validation", "test").
         base_dir: ``monai`` only: what relative paths are joined to (default: the JSON's folder);
             it is also the root paths must stay inside.
+        spacing_mm: the pixel spacing (mm; one number or a (row, col) pair) of images whose files
+            state none; a spacing a file states is kept (:mod:`medsynth.io.spacing`).
+        require_spacing: refuse a dataset with an image whose spacing stays unknown (default);
+            False leaves it unknown ((nan, nan)), for listing only.
 
     Returns:
         The Dataset.
@@ -77,7 +88,11 @@ def load_dataset(path: str | Path, *, key: str = "training", base_dir: str | Pat
         UnknownLayoutError: the layout is not recognised.
         InvalidDatasetError: a listed file is missing, a path leaves the root, an index is malformed.
         InvalidMaskError: a mask's shape differs from its image's.
-        InvalidImageError: an image or mask header is unreadable.
+        InvalidImageError: an image or mask header is unreadable, or states no pixel spacing and
+            none is given (``require_spacing``).
+        ConfigError: ``spacing_mm`` is not one or two positive numbers.
     """
     layout, found = detect_layout(path)
-    return layout.load(found, key=key, base_dir=base_dir)
+    ds = layout.load(found, key=key, base_dir=base_dir)
+    ds.metadata["spacing_sources"] = resolve_spacing(ds, spacing_mm, require=require_spacing)
+    return ds

@@ -57,7 +57,7 @@ import numpy as np
 from medsynth.errors import InvalidImageError
 from medsynth.io.dicom_display import polarity, stored_range, to_display
 from medsynth.io.dicom_header import first_value, header_value, raise_on_eof_warnings, read_header
-from medsynth.io.scan import Scan
+from medsynth.io.scan import UNKNOWN_SPACING, Scan
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,8 @@ def _spacing(ds: Any, path: Path) -> tuple[tuple[float, float], str]:
     """Pixel spacing (row, col) in mm and the attribute it came from.
 
     A malformed or non-positive spacing attribute is skipped (with a warning) for the next one.
+    Without any, the spacing is unknown: (nan, nan) with source "unknown", never an assumed 1 mm
+    (:mod:`medsynth.io.spacing` refuses such scans where millimetres matter, unless told the spacing).
     """
     for keyword in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
         try:
@@ -86,7 +88,7 @@ def _spacing(ds: Any, path: Path) -> tuple[tuple[float, float], str]:
             continue
         if value is not None and value[0] > 0 and value[1] > 0:
             return value, keyword
-    return (1.0, 1.0), "default"
+    return UNKNOWN_SPACING, "unknown"
 
 
 def read_dicom(path: str | Path, *, frame: int = 0, window: bool = False) -> Scan:

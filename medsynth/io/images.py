@@ -4,8 +4,8 @@ Pillow's ``Image.open`` reads the header only; pixels are decoded on first acces
 Values are returned as stored (a label map keeps its labels; palette images keep their indices).
 Grayscale modes only: "1", "L", "P", "I;16*", "I", "F"; an RGB(A) file is accepted when its colour
 channels are equal (a gray image saved as RGB), else rejected. Multi-page TIFFs: ``frame=``.
-Spacing comes from the file's DPI when it has one (25.4 / dpi mm), else 1 mm
-(``metadata["spacing_source"]`` says which).
+Spacing comes from the file's DPI when it has one (25.4 / dpi mm), else it is unknown
+(``metadata["spacing_source"]`` says which; :mod:`medsynth.io.spacing` decides what then happens).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from medsynth.errors import InvalidImageError
-from medsynth.io.scan import Scan
+from medsynth.io.scan import UNKNOWN_SPACING, Scan
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 _BITS = {"1": 1, "L": 8, "P": 8, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "RGB": 8, "RGBA": 8, "LA": 8}
@@ -52,14 +52,15 @@ def read_image(path: str | Path, *, frame: int = 0) -> Scan:
         raise InvalidImageError(f"not a readable PNG/TIFF image ({type(e).__name__}: {e})", path) from e
     if mode not in _BITS and mode not in ("I", "F"):
         raise InvalidImageError(f"unsupported image mode {mode!r}; grayscale or label images only", path)
-    spacing, source = (1.0, 1.0), "default"
+    # No DPI: the spacing is unknown (never an assumed 1 mm; see medsynth.io.spacing).
+    spacing, source = UNKNOWN_SPACING, "unknown"
     try:
         if dpi and float(dpi[0]) > 0 and float(dpi[1]) > 0:
             # DPI is (x, y): columns then rows.
             # Rounded to 1e-6 mm: PNG stores pixels per metre, Pillow converts to inexact DPI.
             spacing, source = (round(25.4 / float(dpi[1]), 6), round(25.4 / float(dpi[0]), 6)), "dpi"
     except (TypeError, ValueError, IndexError):
-        source = "default (malformed dpi)"  # keep the 1 mm default, say why in metadata
+        source = "unknown (malformed dpi)"
     metadata: dict[str, Any] = {"format": fmt.lower() if fmt else None, "mode": mode, "n_frames": n_frames,
                                 "frame": frame, "spacing_source": source}
 

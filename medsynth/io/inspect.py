@@ -4,7 +4,9 @@
 spacing, photometric interpretation, transfer syntax, laterality/view, bit depth, the pixel range
 after decoding (so a broken file fails here), and for DICOM where the header carries patient data
 (:func:`medsynth.io.phi.find_phi`: the same attributes the privacy audit checks). For a dataset (a
-folder or an index file): its layout, case count, patients and cases with masks.
+folder or an index file): its layout, case count, patients and cases with masks, the pixel spacings,
+how many images take their layout's documented default spacing (CBIS-DDSM) and how many state none
+(training, generation, evaluation and the audit refuse those unless given a spacing).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def describe_scan(path: str | Path, frame: int = 0) -> dict[str, Any]:
         "path": str(path),
         "format": scan.metadata.get("format"),
         "shape": list(scan.shape),
-        "spacing_mm": [round(float(s), 6) for s in scan.spacing],
+        "spacing_mm": [round(float(s), 6) for s in scan.spacing] if scan.spacing_known else None,
         "spacing_source": scan.metadata.get("spacing_source"),
         "photometric": scan.photometric,
         "transfer_syntax": scan.transfer_syntax,
@@ -90,8 +92,12 @@ def describe_dataset(path: str | Path) -> dict[str, Any]:
     """Facts about a dataset: layout, counts, patients (headers only; pixels stay on disk)."""
     from medsynth.io.datasets import load_dataset
 
-    ds = load_dataset(path)
+    ds = load_dataset(path, require_spacing=False)
     patients = ds.patients()
+    sources = ds.metadata.get("spacing_sources") or {}
+    defaults = sorted({str(c.image.metadata.get("spacing_source")) for c in ds
+                       if str(c.image.metadata.get("spacing_source", "")).startswith("layout default")})
+    spacings = sorted({tuple(round(float(v), 6) for v in c.image.spacing) for c in ds if c.image.spacing_known})
     return {
         "kind": "dataset",
         "path": str(path),
@@ -103,4 +109,8 @@ def describe_dataset(path: str | Path) -> dict[str, Any]:
         "patients": len(patients),
         "patient_ids_recorded": bool(patients),
         "first_cases": [c.case_id for c in ds[:5]],
+        "spacings_mm": [list(sp) for sp in spacings[:5]] + (["..."] if len(spacings) > 5 else []),
+        "spacing_layout_default": "; ".join(d[len("layout default ("):-1] for d in defaults) or None,
+        "images_spacing_from_layout_default": sources.get("layout default", 0),
+        "images_without_spacing": sources.get("unknown", 0),
     }

@@ -6,11 +6,15 @@ so a dataset of full-size mammograms can be listed without reading them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+#: The spacing of a scan whose header states none: never assumed (see :mod:`medsynth.io.spacing`).
+UNKNOWN_SPACING = (math.nan, math.nan)
 
 
 @dataclass
@@ -20,7 +24,8 @@ class Scan:
     Attributes:
         path: the file it was read from.
         shape: (rows, cols).
-        spacing: pixel spacing in mm as (row, col).
+        spacing: pixel spacing in mm as (row, col); (nan, nan) when the file states none
+            (``spacing_known`` is False; :mod:`medsynth.io.spacing` fills it in or refuses the scan).
         pixel_loader: a function returning the pixels; called once, on first access of ``pixels``.
         affine: 4x4 voxel-to-world matrix (NIfTI) or None.
         photometric: DICOM PhotometricInterpretation of the file, e.g. "MONOCHROME1"; None for non-DICOM.
@@ -55,6 +60,16 @@ class Scan:
         if self._pixels is None:
             self._pixels = np.asarray(self.pixel_loader(), dtype=np.float32)
         return self._pixels
+
+    @property
+    def spacing_known(self) -> bool:
+        """Whether the pixel spacing is known (stated by the file, a layout default or the user)."""
+        return all(math.isfinite(float(s)) and float(s) > 0 for s in self.spacing)
+
+    def set_spacing(self, spacing: tuple[float, float], source: str) -> None:
+        """Give the scan a spacing its file did not state, and say where it came from."""
+        self.spacing = (float(spacing[0]), float(spacing[1]))
+        self.metadata["spacing_source"] = source
 
     def release(self) -> None:
         """Drop the cached pixels (they are decoded again on next access)."""

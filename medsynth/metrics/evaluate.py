@@ -119,6 +119,7 @@ def evaluate(
     realism: bool | None = None,
     progress: bool = True,
     device: str | None = None,
+    spacing_mm: Any = None,
 ) -> EvaluationResult:
     """Compare a synthetic image set with a real one.
 
@@ -141,6 +142,8 @@ def evaluate(
         progress: show progress bars.
         device: where features are computed and the domain encoder trained (``"auto"``: CUDA when
             present, ``"cpu"``, ``"cuda"``, ``"cuda:N"``); None: ``device`` of the config.
+        spacing_mm: pixel spacing (mm; one number or (row, col)) of images whose files state none;
+            never assumed: without it such images are refused. None: ``spacing_mm`` of the config.
 
     Returns:
         An :class:`EvaluationResult`.
@@ -164,7 +167,7 @@ def evaluate(
         kind="evaluate",
         overrides={"inception_weights": inception_weights, "cache_dir": cache_dir,
                    "realism.enabled": realism, "lesion_stats.enabled": realism,
-                   "device": device},
+                   "device": device, "spacing_mm": spacing_mm},
     )
     from medsynth.runtime import resolve_device
 
@@ -178,7 +181,8 @@ def evaluate(
     # 2. Check and read the inputs (ROIs on one mm grid; lesions measured at full resolution)
     _check_same_geometry(real, synthetic)
     read = dict(image_px=cfg["image_px"], roi_mm=cfg["roi_mm"], roi_px=cfg["roi_px"], progress=progress,
-                roi_fit=False, lesion_stats=stat_settings if cfg["lesion_stats"]["enabled"] else None)
+                roi_fit=False, lesion_stats=stat_settings if cfg["lesion_stats"]["enabled"] else None,
+                spacing_mm=cfg["spacing_mm"])
     real_set = load_image_set(real, what="real", **read)
     syn_set = load_image_set(synthetic, what="synthetic", **read)
     for name, s in (("real", real_set), ("synthetic", syn_set)):

@@ -276,6 +276,7 @@ def load_image_set(
     *,
     roi_fit: bool = True,
     lesion_stats: Any = None,
+    spacing_mm: Any = None,
 ) -> ImageSet:
     """Read and preprocess a set of images (see the module docstring for what ``data`` may be).
 
@@ -288,6 +289,8 @@ def load_image_set(
             (None: the setting of ``configs/evaluate.yaml``, for each of the three.)
         with_rois: also crop lesion ROIs when the cases carry masks.
         what: how messages name this set ("real", "synthetic", ...).
+        spacing_mm: pixel spacing (mm) of images whose files state none (never assumed:
+            :mod:`medsynth.io.spacing`); a path is read with it.
         progress: show a rich progress bar while reading.
         roi_fit: a lesion larger than ``roi_mm`` gets a larger crop (True) or its central ``roi_mm``
             (False: every ROI on one mm grid); see :func:`lesion_rois`.
@@ -308,7 +311,7 @@ def load_image_set(
         from medsynth.io.datasets import load_dataset
 
         try:
-            cases: Sequence[Any] = load_dataset(Path(data))
+            cases: Sequence[Any] = load_dataset(Path(data), spacing_mm=spacing_mm)
         except FileNotFoundError as e:
             raise InvalidDatasetError(f"{what} set: no such file or folder", data) from e
         source = str(data)

@@ -22,7 +22,7 @@ from medsynth.models.data import PatchBank, build_patch_bank
 from medsynth.models.inpainter import LesionInpainter
 from medsynth.models.pretrained import versions
 from medsynth.models.privacy import DPSettings, check_dp_precision
-from medsynth.models.training import check_output_dir, run_loop
+from medsynth.models.training import bank_options, check_output_dir, run_loop
 from medsynth.runtime import resolve_device
 
 
@@ -85,7 +85,7 @@ def finetune_lora(
     model_config = base.config
     bank = data if isinstance(data, PatchBank) else build_patch_bank(
         data, int(model_config["image_size"]), float(model_config["spacing_mm"]), cfg["data"],
-        seed=int(cfg["training"]["seed"]), progress=progress,
+        seed=int(cfg["training"]["seed"]), progress=progress, **bank_options(model_config),
     )
     # The adapter's initial weights come from torch's global generator: seed it, as train() does before
     # building the UNet, so the same settings give the same adapter whatever ran before in the process.

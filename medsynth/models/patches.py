@@ -396,3 +396,99 @@ def paste_roi(
     # Exact copy where the weight is 0 (no rounding through the blend formula).
     out[rr0:rr1, cc0:cc1] = np.where(weight > 0, blended, region)
     return out
+
+
+def _resize(a: np.ndarray, shape: tuple[int, int], shrink: bool) -> np.ndarray:
+    if tuple(a.shape) == tuple(shape):
+        return np.asarray(a, dtype=np.float32)
+    return resize(a, shape, order=1, anti_aliasing=shrink, preserve_range=True).astype(np.float32)
+
+
+def _extend(values: np.ndarray, pure: np.ndarray) -> np.ndarray:
+    """``values`` where ``pure``, elsewhere filled from the nearby pure pixels (normalised Gaussian
+    convolution at growing widths): the field on one side of an outline, continued across it, so
+    the pixels the outline cuts (a mix of both sides) do not blur the edge when resampled."""
+    if pure.all() or not pure.any():
+        return values
+    out = values.copy()
+    todo = ~pure
+    for sigma in (1.0, 2.0, 4.0, 8.0, 16.0):
+        num = ndimage.gaussian_filter(np.where(pure, values, 0.0), sigma, mode="nearest")
+        den = ndimage.gaussian_filter(pure.astype(np.float64), sigma, mode="nearest")
+        ok = todo & (den > 1e-3)
+        out[ok] = (num[ok] / den[ok]).astype(out.dtype)
+        todo &= ~ok
+        if not todo.any():
+            break
+    return out
+
+
+def paste_change(
+    image: np.ndarray,
+    painted: np.ndarray,
+    given: np.ndarray,
+    box: RoiBox,
+    region: np.ndarray,
+    lesion: np.ndarray,
+    feather_mm: float = 1.0,
+    transmission: float = 1.0,
+) -> np.ndarray:
+    """Add the change a model made to a patch (``painted - given``) to (a copy of) the full-size image.
+
+    The patch may be coarser than the image. Only the change is resampled to the image grid, so the
+    image keeps its own detail above the patch's Nyquist frequency (a lesion in a mammogram adds to
+    the tissue it overlaps; the tissue's texture stays visible through it). The change is resampled
+    on each side of the full-resolution lesion outline separately: the patch pixels wholly inside
+    the lesion (area fraction > 0.95) are continued across the outline into the pixels it cuts, the
+    same for the pixels wholly outside, each field is upsampled, and the full-resolution mask picks
+    which one a pixel takes. So the lesion's edge is as sharp as its mask, not as the patch grid.
+    Inside the lesion the image's fine detail is scaled by ``transmission`` (how much of the tissue
+    texture shows through a lesion; 1 keeps it all). When the patch has the image's spacing
+    the result is the painted patch itself (up to float rounding) inside the region.
+
+    Args:
+        image: (rows, cols) full-size image the patch was cropped from.
+        painted: (S, S) the model's output.
+        given: (S, S) the patch the model was given (:func:`crop_roi`'s).
+        box: the :class:`RoiBox` of the crop.
+        region: (rows, cols) bool, what the model was allowed to change (lesion + band).
+        lesion: (rows, cols) bool, the lesion itself (its label).
+        feather_mm: width of the blend band outside ``region``, in mm.
+        transmission: share of the image's fine detail kept inside the lesion.
+
+    Returns:
+        A new float32 array; pixels farther than ``feather_mm`` from ``region`` are bit-identical.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    painted = np.asarray(painted, dtype=np.float32)
+    given = np.asarray(given, dtype=np.float32)
+    if image.shape != tuple(box.image_shape):
+        raise InvalidImageError(f"image shape {image.shape} differs from the ROI's source shape {box.image_shape}")
+    if painted.shape != (box.out_px, box.out_px) or given.shape != painted.shape:
+        raise InvalidImageError(f"patch shapes {painted.shape}, {given.shape} differ from the ROI's "
+                                f"({box.out_px}, {box.out_px})")
+    for name, m in (("region", region), ("lesion", lesion)):
+        if np.asarray(m).shape != image.shape:
+            raise InvalidMaskError(f"{name} mask shape {np.asarray(m).shape} differs from image shape {image.shape}")
+    H, W = image.shape
+    h, w = box.r1 - box.r0, box.c1 - box.c0
+    rr0, rr1, cc0, cc1 = max(box.r0, 0), min(box.r1, H), max(box.c0, 0), min(box.c1, W)
+    inner = (slice(rr0 - box.r0, rr1 - box.r0), slice(cc0 - box.c0, cc1 - box.c0))
+    lesion_box = _read_region(np.asarray(lesion, dtype=np.float32), box, pad_mode="constant")
+    shrink = h > box.out_px
+    fraction = np.clip(_resize(lesion_box, (box.out_px, box.out_px), shrink), 0.0, 1.0)
+    change = painted - given
+    finer = h < box.out_px  # a patch finer than the image is shrunk onto it (anti-aliased)
+    parts = [_resize(_extend(change, pure), (h, w), finer) for pure in (fraction > 0.95, fraction < 0.05)]
+    fine = lesion_box > 0.5
+    change_full = np.where(fine, parts[0], parts[1])[inner]
+    region_here = np.asarray(region)[rr0:rr1, cc0:cc1] > 0
+    weight = feather_weights(region_here, feather_mm / min(box.spacing))
+    out = image.copy()
+    here = out[rr0:rr1, cc0:cc1]
+    new = here + weight * change_full
+    if transmission != 1.0 and shrink:
+        detail = here - _resize(given, (h, w), finer)[inner]
+        new = new + (float(transmission) - 1.0) * fine[inner] * detail
+    out[rr0:rr1, cc0:cc1] = np.where(weight > 0, np.clip(new, 0.0, 1.0), here)
+    return out

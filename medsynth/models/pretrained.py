@@ -78,6 +78,8 @@ class PretrainedMixin:
             config = json.loads(config_path.read_text())
         except json.JSONDecodeError as e:
             raise InvalidModelError(f"config is not valid JSON ({e})", config_path) from e
+        if hasattr(cls, "upgrade_config"):  # a config saved by an earlier version keeps its meaning
+            config = cls.upgrade_config(config)
         card_path = path / CARD_NAME
         card = json.loads(card_path.read_text()) if card_path.is_file() else {}
         try:

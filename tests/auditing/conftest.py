@@ -50,9 +50,11 @@ def transform(name: str, image: np.ndarray, mask: np.ndarray, rng: np.random.Gen
     raise ValueError(name)
 
 
-def write_png16(path: Path, unit: np.ndarray) -> None:
+def write_png16(path: Path, unit: np.ndarray, spacing_mm: tuple[float, float]) -> None:
+    """A 16-bit PNG that states its spacing (as DPI): a PNG without one is refused (medsynth.io.spacing)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.clip(np.round(unit * 65535), 0, 65535).astype(np.uint16)).save(path)
+    dpi = (25.4 / float(spacing_mm[1]), 25.4 / float(spacing_mm[0]))  # PIL's dpi is (x, y)
+    Image.fromarray(np.clip(np.round(unit * 65535), 0, 65535).astype(np.uint16)).save(path, dpi=dpi)
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +86,7 @@ def phantom_sets(tmp_path_factory) -> dict[str, Path]:
         mask = case.mask.pixels if case.mask is not None else np.zeros(image.shape)
         im, mk = transform(how, image, mask, rng)
         name = f"S_{900 + i:05d}_copy"
-        write_png16(planted / "images" / f"{name}.png", np.asarray(im))
+        write_png16(planted / "images" / f"{name}.png", np.asarray(im), case.image.spacing)
         if np.asarray(mk).any():
             mk_path = planted / "masks" / f"{name}.png"
             Image.fromarray(np.asarray(mk).astype(np.uint8)).save(mk_path)

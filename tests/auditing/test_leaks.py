@@ -90,7 +90,8 @@ def _with_leaks(clean: Path, out: Path, train_cases: list, donors: list, copies_
         for c in range(copies_per_image):
             name = f"S_{7000 + 100 * i + c:05d}"
             donor = donors[(i + c) % len(donors)].image.unit_pixels()
-            write_png16(out / "images" / f"{name}.png", _near_copy(case.image.unit_pixels(), donor, rng))
+            write_png16(out / "images" / f"{name}.png", _near_copy(case.image.unit_pixels(), donor, rng),
+                        case.image.spacing)
             rows.append({**{f: "" for f in fields}, "case_id": name, "patient_id": name})
             names.append(f"images/{name}.png")
     with open(out / "cases.csv", "w", newline="") as fh:
@@ -203,7 +204,7 @@ def _as_nnunet(src: Path, out: Path, offset: int) -> Path:
     (out / "labelsTr").mkdir()
     cases = [c for c in load_dataset(src) if c.mask is not None]
     for i, case in enumerate(cases):
-        write_png16(out / "imagesTr" / f"case_{offset + i:04d}_0000.png", case.image.unit_pixels())
+        write_png16(out / "imagesTr" / f"case_{offset + i:04d}_0000.png", case.image.unit_pixels(), case.image.spacing)
         Image.fromarray((case.mask.pixels > 0).astype(np.uint8)).save(out / "labelsTr" / f"case_{offset + i:04d}.png")
     (out / "dataset.json").write_text(json.dumps({"channel_names": {"0": "MG"}, "labels": {"background": 0,
                                       "lesion": 1}, "numTraining": len(cases), "file_ending": ".png"}))

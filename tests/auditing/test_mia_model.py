@@ -1,5 +1,5 @@
 """Membership inference against a real (tiny) LesionInpainter: a model overfit on few images is caught
-(PIA AUC > 0.9), one trained long on a small set is caught, one trained on a large set is not, an
+(the strongest attack AUC > 0.9), one trained long on a small set is caught, one trained on a large set is not, an
 undertrained one scores lower; plumbing checked with a model that memorises exactly; the member crops
 are the crops training cut."""
 
@@ -70,9 +70,12 @@ def test_overfit_model_fails_mia_and_undertrained_scores_lower(mia_sets, models)
         assert over[name].auc > under[name].auc, (name, over[name].auc, under[name].auc)
         # The undertrained model passes the check (not above the AUC limit with significance).
         assert not (under[name].auc > cfg["auc_max"] and under[name].pvalue < cfg["alpha"] / 3)
-    # PIA, the stronger attack, separates the overfit model's members almost perfectly.
-    assert over["pia"].auc > 0.9 and over["pia"].pvalue < cfg["alpha"] / 3
-    assert over["pia"].auc_ci[0] > 0.5 and over["pia"].auc_ci[0] <= over["pia"].auc <= over["pia"].auc_ci[1]
+    # The strongest attack separates the overfit model's members almost perfectly. On the attribute-
+    # conditioned model, scored with the attributes training gave each lesion, that is the loss attack
+    # (AUC 1.0; PIA 0.77 measured): which attack is strongest depends on the model, so all three run.
+    best = max(over.values(), key=lambda a: a.auc)
+    assert best.auc > 0.9 and best.pvalue < cfg["alpha"] / 3, {a.name: a.auc for a in over.values()}
+    assert best.auc_ci[0] > 0.5 and best.auc_ci[0] <= best.auc <= best.auc_ci[1]
     # On the attacks' real scores, torchmetrics' AUC is the pairwise probability.
     for a in [*over.values(), *under.values()]:
         assert a.auc == pytest.approx(brute_force_auc(a.member_scores, a.nonmember_scores), abs=AUC_TOL)
@@ -84,7 +87,9 @@ def test_audit_with_overfit_model_dir_fails(mia_sets, models, tmp_path):
                 config={**FAST, "memorization": {"embedding": "none", "scopes": ["image"]}}, progress=False)
     mia = {c["name"]: c for c in res.checks if c["name"].startswith("mia_")}
     assert set(mia) == {"mia_loss", "mia_multi_t", "mia_pia"}
-    assert mia["mia_pia"]["status"] == "fail" and res.verdict == "fail"
+    # caught by the strongest attack (the loss attacks on the attribute-conditioned model)
+    assert any(c["status"] == "fail" for c in mia.values()), {k: c["status"] for k, c in mia.items()}
+    assert res.verdict == "fail"
     assert mia["mia_pia"]["details"]["tpr_at_fpr"].startswith("n/a")
     assert res.mia["n_members"] >= 4 and set(res.mia["power"]) >= {"power_at_detect_auc", "members_needed"}
     assert len(res.mia["attacks"]["pia"]["auc_ci"]) == 2

@@ -150,7 +150,7 @@ def test_labels_inside_tissue_and_the_rest_untouched(tmp_path, model, one_backgr
 
 def test_pipeline_equals_inpaint_scan_reference(tmp_path, model, one_background, healthy_phantom):
     """Cases written by the batched pipeline == ``model.inpaint_scan`` (the model's own one-image
-    path: crop, paint, paste) on the written mask with the recorded seed."""
+    path: crop, paint, paste) on the written mask with the recorded seed and conditioning."""
     from PIL import Image
 
     out = tmp_path / "png"
@@ -160,7 +160,9 @@ def test_pipeline_equals_inpaint_scan_reference(tmp_path, model, one_background,
     for case in manifest["cases"]:
         label = np.asarray(Image.open(out / case["files"]["label"]["path"]))
         seed = case["lesions"][0]["inpaint_seed"]
-        ref = model.inpaint_scan(background, label > 0, healthy_phantom.spacing, seed=seed)
+        conditioning = case["lesions"][0]["conditioning"]
+        assert conditioning["class"] == "mass" and conditioning["shape"] and conditioning["margin"]
+        ref = model.inpaint_scan(background, label > 0, healthy_phantom.spacing, seed=seed, attributes=conditioning)
         image = np.asarray(Image.open(out / case["files"]["image"]["path"]))
         assert np.array_equal(image, to_uint16(ref))
     assert manifest["model"]["num_inference_steps"] == model.config["num_inference_steps"]

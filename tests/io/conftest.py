@@ -33,8 +33,10 @@ def write_dicom(
     window: tuple[float, float] | None = None,
     transfer_syntax: str | None = None,
     extra: dict[str, Any] | None = None,
+    spacing: bool = True,
 ) -> Path:
-    """Write an MG-like DICOM with pydicom (optionally compressed with ``ds.compress``)."""
+    """Write an MG-like DICOM with pydicom (optionally compressed with ``ds.compress``); ``spacing``
+    False leaves out every pixel-spacing attribute (as film-digitised sets often do)."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -50,8 +52,9 @@ def write_dicom(
     ds.PatientID = "DECOY-001"
     ds.ImageLaterality = "L"
     ds.ViewPosition = "CC"
-    ds.ImagerPixelSpacing = [0.1, 0.1]
-    ds.PixelSpacing = [0.2, 0.15]
+    if spacing:
+        ds.ImagerPixelSpacing = [0.1, 0.1]
+        ds.PixelSpacing = [0.2, 0.15]
     ds.set_pixel_data(np.ascontiguousarray(arr), photometric, bits_stored)
     if presentation:
         ds.PresentationLUTShape = presentation

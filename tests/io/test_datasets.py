@@ -140,7 +140,7 @@ def _folder(tmp_path, build, mask_shape=(48, 40)):
 
 def test_folder_layout(tmp_path, build):
     root, mask = _folder(tmp_path, build)
-    ds = load_dataset(root)
+    ds = load_dataset(root, spacing_mm=0.1)  # b.png states no spacing (no DPI): it must be given
     assert ds.layout == "folder" and len(ds) == 2 and ds.patients() == ["P1", "P2"]
     a, b = ds
     assert (a.case_id, b.case_id) == ("a", "b")
@@ -194,12 +194,12 @@ def test_monai_datalist_matches_monai(tmp_path, build):
     datalist = root / "lists" / "datalist.json"
     datalist.parent.mkdir()
     datalist.write_text(json.dumps({"training": items, "test": ["img/x1.png"]}))
-    ds = load_dataset(datalist, base_dir=root / "data")
+    ds = load_dataset(datalist, base_dir=root / "data", spacing_mm=0.1)  # PNGs without DPI: spacing given
     reference = load_decathlon_datalist(datalist, base_dir=root / "data")
     assert [str(c.image.path) for c in ds] == [os.path.realpath(r["image"]) for r in reference]
     assert [str(c.mask.path) for c in ds] == [os.path.realpath(r["label"]) for r in reference]
     assert ds.layout == "monai" and ds.patients() == ["P0", "P1"]
-    test = load_dataset(datalist, key="test", base_dir=root / "data")
+    test = load_dataset(datalist, key="test", base_dir=root / "data", spacing_mm=0.1)
     assert len(test) == 1 and test[0].mask is None
     # Default base_dir is the JSON's folder, where these paths do not exist.
     with pytest.raises(InvalidDatasetError, match=r"datalist\.json.*img/x0\.png"):
@@ -236,7 +236,7 @@ def test_the_registry_is_the_one_list_of_layouts(tmp_path, monkeypatch, build):
     root = tmp_path / "ds"
     (root / "images").mkdir(parents=True)
     build.png(root / "images" / "a.png", build.phantom_like((16, 16)))
-    assert load_dataset(root).layout == "folder"
+    assert load_dataset(root, require_spacing=False).layout == "folder"
     custom = Layout("custom", lambda p: Found(p) if (p / "images").is_dir() else "no images/",
                     lambda found, **_: Dataset(found.root, "custom", []))
     monkeypatch.setattr(datasets, "LAYOUTS", (custom, *datasets.LAYOUTS))

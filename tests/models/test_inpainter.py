@@ -62,10 +62,17 @@ def test_known_region_restored_exactly_beyond_feather(trained, patches, sampler)
     assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
     out = out.numpy()
     assert out.min() >= 0.0 and out.max() <= 1.0
+    # A mass may change a band of band_mm around its mask (its halo), then the feathered edge.
+    band_px = model.config["band_mm"] / model.config["spacing_mm"]
     for k in range(len(images)):
-        far = ndimage.distance_transform_edt(~masks[k]) > model.config["feather_px"]
+        far = ndimage.distance_transform_edt(~masks[k]) > band_px + model.config["feather_px"] + 1
         assert np.array_equal(out[k][far], images[k][far])
         assert not np.allclose(out[k][masks[k]], images[k][masks[k]])
+    # A calcification's region is its mask: nothing beyond the feathered edge changes.
+    calc = model(images, masks, seeds=[0, 1, 2], attributes={"class": "calcification"})
+    for k in range(len(images)):
+        far = ndimage.distance_transform_edt(~masks[k]) > model.config["feather_px"]
+        assert np.array_equal(calc[k][far], images[k][far])
 
 
 @pytest.mark.parametrize(
@@ -93,8 +100,8 @@ def test_inpaint_scan_changes_only_mask_region(trained, cases):
     mask = lab == (1 + int(np.argmin(sizes)))
     out = model.inpaint_scan(image, mask, spacing, seed=3)
     assert out.shape == image.shape and out.dtype == np.float32
-    feather_mm = model.config["feather_px"] * model.config["spacing_mm"]
-    far = ndimage.distance_transform_edt(~mask, sampling=spacing) > feather_mm
+    reach_mm = model.config["band_mm"] + (model.config["feather_px"] + 1) * model.config["spacing_mm"]
+    far = ndimage.distance_transform_edt(~mask, sampling=spacing) > reach_mm
     assert np.array_equal(out[far], image[far])
     assert not np.array_equal(out[mask], image[mask])
     assert np.array_equal(out, model.inpaint_scan(image, mask, spacing, seed=3))

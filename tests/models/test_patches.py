@@ -226,3 +226,58 @@ def test_lesion_rule_defaults_come_from_train_yaml():
     assert default_lesion_rule() == {k: float(data[k]) for k in ("merge_mm", "min_lesion_mm2", "margin_mm")}
     assert lesion_rule_of({"merge_mm": 3, "min_lesion_mm2": None})["merge_mm"] == 3.0
     assert lesion_rule_of({"merge_mm": 3, "min_lesion_mm2": None})["min_lesion_mm2"] == float(data["min_lesion_mm2"])
+
+
+# ----------------------------------------------------------------------------- paste_change (issue 13)
+def _textured(shape=(240, 240), seed=0):
+    """A smooth ramp plus fine random texture (the detail a coarse patch cannot hold)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    smooth = 0.3 + 0.2 * np.sin(yy / 60.0) * np.cos(xx / 80.0)
+    fine = ndimage.gaussian_filter(rng.standard_normal(shape), 0.7) * 0.05
+    return (smooth + fine).astype(np.float32), fine.astype(np.float32)
+
+
+def test_paste_change_at_the_images_spacing_is_the_plain_paste():
+    from medsynth.models.patches import paste_change
+
+    image, mask = _image_and_mask()
+    patch, pmask, box = crop_roi(image, mask, (0.5, 0.5), roi_mm=32.0, out_px=64)  # 0.5 mm: no resampling
+    painted = np.where(pmask, np.clip(patch + 0.2, 0, 1), patch).astype(np.float32)
+    a = paste_change(image, painted, patch, box, mask, mask, feather_mm=1.0)
+    b = paste_roi(image, painted, box, mask, feather_mm=1.0)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    far = ndimage.distance_transform_edt(~mask) * 0.5 > 1.0
+    assert np.array_equal(a[far], image[far])
+
+
+def test_paste_change_keeps_the_background_detail_and_a_sharp_outline():
+    """A coarse patch (0.5 mm) painted into a 0.1 mm image: the fine texture inside the lesion is the
+    image's own (scaled by the transmission), and the lesion's edge follows the full-resolution mask,
+    where plain upsampling of the patch (paste_roi) blurs both."""
+    from medsynth.models.patches import paste_change
+
+    image, fine = _textured()
+    yy, xx = np.mgrid[:240, :240]
+    mask = (yy - 120) ** 2 + (xx - 120) ** 2 < 40**2  # 8 mm disc at 0.1 mm/px
+    patch, pmask, box = crop_roi(image, mask, (0.1, 0.1), roi_mm=32.0, out_px=64)
+    bump = 0.25
+    fraction = crop_roi(mask.astype(np.float32), mask, (0.1, 0.1), 32.0, 64)[0]  # area fraction per patch pixel
+    painted = (patch + bump * fraction).astype(np.float32)
+    out = paste_change(image, painted, patch, box, mask, mask, feather_mm=0.5)
+    change = out - image
+    dist_in = ndimage.distance_transform_edt(mask)
+    dist_out = ndimage.distance_transform_edt(~mask)
+    assert np.all(np.abs(change[dist_in > 3] - bump) < 0.03)  # the lesion's density, the texture untouched
+    assert np.abs(change[(dist_out >= 1) & (dist_out <= 2)]).max() < 0.2 * bump  # sharp outside the outline
+    assert change[(dist_in >= 1) & (dist_in <= 2)].min() > 0.8 * bump  # ... and inside it
+    plain = paste_roi(image, painted, box, mask, feather_mm=0.5)
+    inside = dist_in > 3
+    # The plain paste replaces the fine texture by the patch's blur; paste_change keeps it.
+    assert np.corrcoef((plain - image)[inside], fine[inside])[0, 1] < -0.5
+    # A transmission of 0.5 halves the texture inside the lesion, and only there.
+    half = paste_change(image, painted, patch, box, mask, mask, feather_mm=0.5, transmission=0.5)
+    detail = image - ndimage.gaussian_filter(image, 2.5)
+    kept = (half - ndimage.gaussian_filter(half, 2.5))[dist_in > 6].std() / detail[dist_in > 6].std()
+    assert 0.4 < kept < 0.65
+    assert np.array_equal(half[dist_out > 5], out[dist_out > 5])

@@ -6,7 +6,8 @@ whose mask is the union label map (mass = 1, calcification = 2; where they overl
 wins), built lazily from the 0/255 ROI mask DICOMs. Rows with an empty ROI path
 (``normal_case_description.csv``) are images without lesion (``mask=None``). CBIS-DDSM's CSVs
 sometimes swap "cropped image file path" and "ROI mask file path": the one whose shape matches the
-image is taken as the mask.
+image is taken as the mask. An image whose header states no pixel spacing gets
+:data:`DEFAULT_SPACING_MM` unless the user gives one (``medsynth info`` says so).
 """
 
 from __future__ import annotations
@@ -32,11 +33,17 @@ from medsynth.io.layouts.base import (
 )
 from medsynth.io.readers import load_scan
 from medsynth.io.scan import Case, Scan
+from medsynth.io.spacing import DEFAULT_KEY, DEFAULT_WHY_KEY
 
 logger = logging.getLogger(__name__)
 
 CBIS_LABELS = {kind: LABELS[kind] for kind in LESION_CLASSES}  # CBIS-DDSM's abnormality types
 _PATTERN = "*case_description*.csv"
+#: Pixel spacing (mm) of a CBIS-DDSM image whose DICOM header states none. DDSM's films were
+#: digitised at 42 um (DBA M2100), 43.5 um (Howtek 960 / MultiRad850) or 50 um (Lumisys 200);
+#: 0.05 mm is within 16 % of each. A header's own spacing, or one the user gives, wins.
+DEFAULT_SPACING_MM = 0.05
+DEFAULT_SPACING_WHY = "CBIS-DDSM digitizers: 42-50 um; 0.05 mm assumed"
 
 
 def recognise(path: Path) -> Found | str:
@@ -101,6 +108,9 @@ def load(found: Found, **_: Any) -> Dataset:
             if first.get(k)
         }
         metadata["lesions"] = lesions
+        if not image.spacing_known:  # used only when the user gives no spacing (medsynth.io.spacing)
+            metadata[DEFAULT_KEY] = DEFAULT_SPACING_MM
+            metadata[DEFAULT_WHY_KEY] = DEFAULT_SPACING_WHY
         metadata["csv"] = [str(p.name) for p in dict.fromkeys(r[4] for r in entry["rows"])] or [entry["csv"].name]
         mask = _union_mask(image, parts) if parts else None
         cases.append(

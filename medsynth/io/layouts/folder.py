@@ -5,7 +5,9 @@ DICOM SEG (read as a label map by :mod:`medsynth.io.dicom_seg`, and it must refe
 SOPInstanceUID). DICOM SEG files in ``seg/`` -- the layout ``medsynth generate --format dicom``
 writes (``images/case_0000.dcm`` + ``seg/case_0000_seg.dcm``) -- are paired with the DICOM images
 they reference by SOPInstanceUID, whatever their names. The optional ``cases.csv``
-(``case_id,patient_id,...``) gives patients, and its other columns become case metadata.
+(``case_id,patient_id,...``) gives patients, and its other columns become case metadata;
+a ``spacing_mm`` column gives the spacing of images whose files state none (e.g. PNG without DPI), as
+does the manifest of a ``medsynth generate`` PNG output.
 """
 
 from __future__ import annotations
@@ -16,9 +18,20 @@ from typing import Any
 
 from medsynth.errors import InvalidDatasetError, InvalidMaskError
 from medsynth.io.dicom_seg import is_seg, referenced_instances, seg_mask, sop_instance_uid
-from medsynth.io.layouts.base import FOLDER_SUFFIXES, Dataset, Found, Layout, check_shapes, read_csv, relpath, stem
+from medsynth.io.layouts.base import (
+    FOLDER_SUFFIXES,
+    Dataset,
+    Found,
+    Layout,
+    check_shapes,
+    read_csv,
+    read_json,
+    relpath,
+    stem,
+)
 from medsynth.io.readers import load_scan
 from medsynth.io.scan import Case, Scan
+from medsynth.io.spacing import LISTED_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +70,7 @@ def load(found: Found, **_: Any) -> Dataset:
             if case_id not in images:
                 raise InvalidDatasetError(f"lists case {case_id!r}, which has no file in images/", cases_csv)
             table[case_id] = row
+    recorded = _manifest_spacings(root)
     cases = []
     for name, image_path in images.items():
         image = load_scan(image_path)
@@ -67,6 +81,8 @@ def load(found: Found, **_: Any) -> Dataset:
             mask = seg_mask(segs[name], image, uids[name])
         row = table.get(name, {})
         metadata = {k: v for k, v in row.items() if k not in ("case_id", "patient_id")}
+        if row.get("spacing_mm") or name in recorded:  # for an image whose file states none (medsynth.io.spacing)
+            metadata[LISTED_KEY] = row.get("spacing_mm") or recorded[name]
         cases.append(Case(case_id=name, image=image, mask=mask, patient_id=row.get("patient_id") or None,
                           image_relpath=relpath(image_path, root), metadata=metadata))
     return Dataset(root, LAYOUT.name, cases, index_file=cases_csv)
@@ -122,6 +138,23 @@ def _segs_by_image(folder: Path, images: dict[str, Path], uids: dict[str, str]) 
                 raise InvalidDatasetError(f"two DICOM SEGs segment image {name!r}: {out[name].name} and {p.name}",
                                           folder)
             out[name] = p
+    return out
+
+
+def _manifest_spacings(root: Path) -> dict[str, list[float]]:
+    """The per-case spacing a ``medsynth generate`` PNG output records in its manifest (PNG files
+    carry none): {case_id: [row mm, col mm]}; empty for any other folder."""
+    manifest = root / "manifest.json"
+    if not manifest.is_file():
+        return {}
+    data = read_json(manifest)
+    if not (isinstance(data, dict) and "manifest_version" in data and data.get("format") == "png"):
+        return {}
+    out = {}
+    for case in data.get("cases") or []:
+        spacing = (case.get("background") or {}).get("spacing_mm") if isinstance(case, dict) else None
+        if case.get("case_id") and spacing:
+            out[str(case["case_id"])] = spacing
     return out
 
 

@@ -99,12 +99,12 @@ class UtilitySet:
         return np.asarray([where[p] for p in self.patients], dtype=np.int64), names
 
 
-def _cases(data: Any, what: str) -> tuple[Sequence[Any], str, Path | None]:
+def _cases(data: Any, what: str, given_spacing: Any = None) -> tuple[Sequence[Any], str, Path | None]:
     if isinstance(data, (str, Path)):
         from medsynth.io.datasets import load_dataset
 
         try:
-            ds = load_dataset(Path(data))
+            ds = load_dataset(Path(data), spacing_mm=given_spacing)
         except FileNotFoundError as e:
             raise InvalidDatasetError(f"{what} set: no such file or folder", data) from e
         return ds, str(data), Path(ds.root)
@@ -177,7 +177,7 @@ def to_working_spacing(image: np.ndarray, label: np.ndarray, spacing: tuple[floa
 
 
 def read_set(data: Any, what: str, *, crops: bool, full: bool, roi_mm: float, roi_px: int,
-             spacing_mm: float, progress: bool = False) -> UtilitySet:
+             spacing_mm: float, progress: bool = False, given_spacing: Any = None) -> UtilitySet:
     """Read one set for the utility test (see the module docstring).
 
     Raises:
@@ -187,7 +187,7 @@ def read_set(data: Any, what: str, *, crops: bool, full: bool, roi_mm: float, ro
     from medsynth.metrics.images import lesion_rois
     from medsynth.utils import progress_bar
 
-    cases, source, root = _cases(data, what)
+    cases, source, root = _cases(data, what, given_spacing)
     if len(cases) == 0:
         raise InvalidDatasetError(f"{what} set holds no images", source)
     rule = default_lesion_rule()

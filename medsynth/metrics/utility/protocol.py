@@ -43,14 +43,17 @@ def regime_key(fraction: float) -> str:
 
 
 def _settings(config: Any, steps: int | None, seeds: int | None, batch_size: int | None, roi_mm: float | None,
-              roi_px: int | None, tasks: Any, regimes: Any, device: str | None = None) -> dict[str, Any]:
+              roi_px: int | None, tasks: Any, regimes: Any, device: str | None = None,
+              spacing_mm: Any = None) -> dict[str, Any]:
     from medsynth.config import load_config
     from medsynth.runtime import resolve_device
 
-    cfg = load_config(config, kind="evaluate", overrides={"roi_mm": roi_mm, "roi_px": roi_px, "device": device})
+    cfg = load_config(config, kind="evaluate", overrides={"roi_mm": roi_mm, "roi_px": roi_px, "device": device,
+                                                              "spacing_mm": spacing_mm})
     u = cfg["utility"]
     u = {**u, "crops": dict(u["crops"]), "full": dict(u["full"]), "splits": dict(u["splits"])}
     u["device"] = str(resolve_device(cfg["device"]))
+    u["given_spacing"] = cfg["spacing_mm"]
     if seeds is not None:
         u["seeds"] = seeds
     if tasks is not None:
@@ -227,6 +230,7 @@ def evaluate_utility(
     background_salt: bytes | str | Path | None = None,
     config: str | Path | dict[str, Any] | None = None,
     device: str | None = None,
+    spacing_mm: Any = None,
 ) -> UtilityResult:
     """Train segmentation networks on real, real + synthetic and synthetic data; score them on real test data.
 
@@ -247,6 +251,8 @@ def evaluate_utility(
         config: a path or dict laid over ``configs/evaluate.yaml`` (its ``utility`` section).
         device: where the networks train and predict (``"auto"``: CUDA when present, ``"cpu"``,
             ``"cuda"``, ``"cuda:N"``); None: ``device`` of the config.
+        spacing_mm: pixel spacing (mm) of images whose files state none (never assumed); None:
+            ``spacing_mm`` of the config.
 
     Returns:
         A :class:`UtilityResult` (``to_dict()["utility"]`` is the JSON).
@@ -259,7 +265,7 @@ def evaluate_utility(
     from medsynth.utils import progress_bar
 
     # 1. Settings
-    u = _settings(config, steps, seeds, batch_size, roi_mm, roi_px, tasks, regimes, device)
+    u = _settings(config, steps, seeds, batch_size, roi_mm, roi_px, tasks, regimes, device, spacing_mm)
     t0, c0 = time.perf_counter(), time.process_time()
     timings: dict[str, float] = {}
     cpu: dict[str, float] = {}  # process CPU seconds: on a shared machine, what the work itself cost
@@ -267,6 +273,7 @@ def evaluate_utility(
     # 2. Read the three sets (each image once)
     want = {"crops": "crops" in u["tasks"], "full": "full" in u["tasks"]}
     read = dict(roi_mm=u["roi_mm"], roi_px=u["roi_px"], spacing_mm=float(u["full"]["spacing_mm"]), progress=progress,
+                given_spacing=u["given_spacing"],
                 **want)
     train = read_set(real_train, "real-train", **read)
     syn = read_set(synthetic, "synthetic", **read)
