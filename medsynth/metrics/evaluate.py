@@ -52,6 +52,9 @@ class EvaluationResult:
         realism: the C2ST's JSON part (``c2st_auc``, ``c2st_ci95``, ``by_class``, ...), or None.
         lesion_stats: the lesion statistics' JSON part, or None.
         realism_examples: the most obviously synthetic ROIs and as many real ones, for the report.
+        roi_groups: per lesion class and mass margin ("mass / spiculated", "calcification", ...) a few
+            real and synthetic lesion ROIs ({"real": (k, S, S), "synthetic": (k, S, S)}), for the
+            report's sample sheet; None without lesion masks.
     """
 
     metrics: dict[str, dict[str, Any]]
@@ -63,6 +66,7 @@ class EvaluationResult:
     realism: dict[str, Any] | None = None
     lesion_stats: dict[str, Any] | None = field(default=None, repr=False)
     realism_examples: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    roi_groups: dict[str, dict[str, np.ndarray]] | None = field(default=None, repr=False)
 
     def __getitem__(self, name: str) -> dict[str, Any]:
         return self.metrics[name]
@@ -307,7 +311,29 @@ def evaluate(
         realism=realism_json,
         lesion_stats=stats_json,
         realism_examples=examples,
+        roi_groups=roi_groups(real_set, syn_set, min(6, int(cfg["report_samples"]))),
     )
+
+
+def roi_groups(real_set: Any, syn_set: Any, k: int) -> dict[str, dict[str, np.ndarray]] | None:
+    """Up to ``k`` lesion ROIs of each set per class and mass margin (the first ones, in set order)."""
+    from medsynth.metrics.realism import class_names
+
+    if real_set.rois is None or syn_set.rois is None:
+        return None
+
+    def keys(s: Any) -> list[str]:
+        classes = class_names(s.roi_labels, len(s.rois))
+        margins = s.roi_margins or [None] * len(s.rois)
+        return [f"{c} / {m}" if c == "mass" and m else c for c, m in zip(classes, margins)]
+
+    real_keys, syn_keys = keys(real_set), keys(syn_set)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for key in sorted(set(real_keys) | set(syn_keys)):
+        pick = {name: np.flatnonzero(np.asarray(ks) == key)[:k] for name, ks in (("real", real_keys),
+                                                                                  ("synthetic", syn_keys))}
+        out[key] = {"real": real_set.rois[pick["real"]], "synthetic": syn_set.rois[pick["synthetic"]]}
+    return out
 
 
 def _fidelity_scope(setting: str, real_set: Any, syn_set: Any) -> str:

@@ -66,6 +66,24 @@ def sample_sheet(images: np.ndarray, title: str, cols: int = 8) -> Any:
     return fig
 
 
+def roi_group_sheet(groups: dict[str, dict[str, np.ndarray]], cols: int = 6) -> Any:
+    """Per lesion class and margin, a row of synthetic lesion ROIs above a row of real ones."""
+    names = [g for g in groups if len(groups[g]["real"]) or len(groups[g]["synthetic"])]
+    rows = 2 * max(1, len(names))
+    fig = _figure(figsize=(cols * 1.15 + 1.4, rows * 1.15 + 0.4))
+    axes = np.atleast_2d(fig.subplots(rows, cols))
+    for ax in axes.reshape(-1):
+        ax.axis("off")
+    for g, name in enumerate(names):
+        for r, arm in enumerate(("synthetic", "real")):
+            for j, im in enumerate(np.asarray(groups[name][arm])[:cols]):
+                axes[2 * g + r, j].imshow(im, cmap="gray", vmin=0.0, vmax=1.0)
+            axes[2 * g + r, 0].text(-0.1, 0.5, f"{name}\n{arm}", transform=axes[2 * g + r, 0].transAxes,
+                                    fontsize=7, ha="right", va="center")
+    fig.suptitle("lesion ROIs per class and margin: synthetic above real")
+    return fig
+
+
 def _floor_text(m: dict[str, Any]) -> str:
     """The real-vs-real floor of a distance, as the table shows it."""
     floor = m.get("floor")
@@ -259,6 +277,8 @@ def evaluation_html(result: Any, utility: Any = None, full_page: bool = True) ->
         parts.append("<h3>Samples</h3>")
         parts.append(img_tag(sample_sheet(result.real_samples, "real"), "real samples"))
         parts.append(img_tag(sample_sheet(result.synthetic_samples, "synthetic"), "synthetic samples"))
+        if getattr(result, "roi_groups", None):
+            parts.append(img_tag(roi_group_sheet(result.roi_groups), "lesion ROIs per class and margin"))
     if utility is not None:
         parts.append(utility_html(utility))
     body = "\n".join(parts)

@@ -106,6 +106,11 @@ def test_evaluate_phantom_datasets_with_domain_features(tmp_path, phantom_sets):
     page = res.save_html(tmp_path / "r.html").read_text()
     assert "can a classifier tell real lesions from synthetic" in page and "real-vs-real floor" in page
     assert "most obviously synthetic ROIs" in page and "radial power spectra" in page
+    # Sample sheet per class and margin (issue 13): each group's ROIs of both sets, labelled as they are.
+    assert "lesion ROIs per class and margin" in page and res.roi_groups
+    assert any(k.startswith("mass / ") for k in res.roi_groups) and "calcification" in res.roi_groups
+    for key, g in res.roi_groups.items():
+        assert len(g["real"]) <= 6 and len(g["synthetic"]) <= 6 and len(g["real"]) + len(g["synthetic"]) > 0, key
     assert "C2ST AUC" in res._repr_html_()  # the notebook view has the realism section too
     again = evaluate(phantom_sets["train"], phantom_sets["test"], features="domain", cache_dir=tmp_path,
                      config=FAST, progress=False)
