@@ -142,3 +142,17 @@ def test_score_image_by_hand():
     empty = _image((40, 40), [])
     assert score_image(np.zeros((40, 40)), empty, 1.0, 0.1, 3.0).dice == 1.0
     assert score_image(prob, empty, 1.0, 0.1, 3.0).dice == 0.0
+
+
+def test_intervals_stay_within_what_the_figure_can_take():
+    """Seeds at 0 and 1 (a detector that finds everything in one training and nothing in two): the
+    small-sample correction of the seed spread carries replicates past [0, 1]; no interval may show it."""
+    patient = np.arange(12)
+    a = np.stack([np.ones(12), np.zeros(12), np.zeros(12)])
+    b = np.stack([np.zeros(12), np.ones(12), np.ones(12)])
+    plan = PatientBootstrap(12, 2000, seed=4)
+    arm = summarize_arm(MeanMetric(a, patient), plan, "a")
+    d = summarize_delta(MeanMetric(a, patient), "a", MeanMetric(b, patient), "b", plan)
+    assert 0.0 <= arm["ci95"][0] <= arm["value"] <= arm["ci95"][1] <= 1.0
+    assert -1.0 <= d["ci95"][0] <= d["value"] <= d["ci95"][1] <= 1.0
+    assert arm["ci95"] == [0.0, 1.0] and d["ci95"][0] == -1.0  # the correction did reach past the range

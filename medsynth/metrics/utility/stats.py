@@ -189,11 +189,15 @@ class FrocMetric:
 Metric = Any  # MeanMetric | FrocMetric
 
 
-def _ci(reps: np.ndarray) -> list[float | None]:
+def _ci(reps: np.ndarray, low: float, high: float) -> list[float | None]:
+    """Percentile 95 % interval of the replicates, within the figure's range [low, high]: the seeds'
+    small-sample correction (``_seed_mean``) can carry a replicate past what the figure can take
+    (a Dice above 1, a difference of sensitivities below -1), which no interval should show."""
     reps = reps[np.isfinite(reps)]
     if len(reps) == 0:
         return [None, None]
-    return [float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))]
+    ci = np.clip(np.percentile(reps, [2.5, 97.5]), low, high)
+    return [float(ci[0]), float(ci[1])]
 
 
 def summarize_arm(metric: Metric, plan: PatientBootstrap, arm: str) -> dict[str, Any]:
@@ -202,7 +206,7 @@ def summarize_arm(metric: Metric, plan: PatientBootstrap, arm: str) -> dict[str,
     draws = plan.seed_draws(arm, len(per_seed))
     reps = metric.replicates(plan, draws)
     value = float(np.nanmean(per_seed)) if np.isfinite(per_seed).any() else None
-    return {"value": value, "ci95": _ci(reps), "seed_values": [None if not np.isfinite(v) else float(v)
+    return {"value": value, "ci95": _ci(reps, 0.0, 1.0), "seed_values": [None if not np.isfinite(v) else float(v)
                                                               for v in per_seed]}
 
 
@@ -218,7 +222,7 @@ def summarize_delta(metric_a: Metric, arm_a: str, metric_b: Metric, arm_b: str,
         return {"value": None, "ci95": [None, None], "p": None, "n_boot": 0}
     n = len(diff)
     p = min(1.0, 2.0 * min((1 + np.sum(diff <= 0)) / (1 + n), (1 + np.sum(diff >= 0)) / (1 + n)))
-    return {"value": float(np.nanmean(pa) - np.nanmean(pb)), "ci95": _ci(diff), "p": float(p), "n_boot": int(n)}
+    return {"value": float(np.nanmean(pa) - np.nanmean(pb)), "ci95": _ci(diff, -1.0, 1.0), "p": float(p), "n_boot": int(n)}
 
 
 def threshold_grid(candidate_threshold: float, n: int = 64) -> np.ndarray:
