@@ -222,7 +222,8 @@ def summarize_delta(metric_a: Metric, arm_a: str, metric_b: Metric, arm_b: str,
         return {"value": None, "ci95": [None, None], "p": None, "n_boot": 0}
     n = len(diff)
     p = min(1.0, 2.0 * min((1 + np.sum(diff <= 0)) / (1 + n), (1 + np.sum(diff >= 0)) / (1 + n)))
-    return {"value": float(np.nanmean(pa) - np.nanmean(pb)), "ci95": _ci(diff, -1.0, 1.0), "p": float(p), "n_boot": int(n)}
+    return {"value": float(np.nanmean(pa) - np.nanmean(pb)), "ci95": _ci(diff, -1.0, 1.0), "p": float(p),
+            "n_boot": int(n)}
 
 
 def threshold_grid(candidate_threshold: float, n: int = 64) -> np.ndarray:
