@@ -217,21 +217,13 @@ def probe_step_seconds(bank: Any, model_config: dict[str, Any], batch_size: int)
     return min(times)
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX); bf16 autocast is slow otherwise."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def run(quick: bool = False, **overrides: Any) -> list[dict[str, Any]]:
     """Measure; ``overrides`` replace entries of ``SETTINGS["quick" | "full"]`` (tests use tiny ones)."""
     from medsynth.metrics.features import get_extractor
     from medsynth.metrics.fidelity import fid, kid
     from medsynth.models.inpainter import make_config
     from medsynth.models.training import train
+    from medsynth.runtime import cpu_has_native_bf16
 
     s = {**SETTINGS["quick" if quick else "full"], **overrides}
     rows: list[dict[str, Any]] = []

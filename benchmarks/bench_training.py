@@ -220,7 +220,7 @@ def run(quick: bool = False, **overrides: Any) -> list[dict[str, Any]]:
 
 
 def _native_bf16() -> bool:
-    from benchmarks.bench_inpainting import cpu_has_native_bf16
+    from medsynth.runtime import cpu_has_native_bf16
 
     return cpu_has_native_bf16()
 

@@ -181,15 +181,40 @@ def deterministic_mode(enabled: bool = True) -> Iterator[None]:
         torch.backends.cudnn.benchmark = saved[3]
 
 
-# ---------------------------------------------------------------------------------------- environment record
-def _cpu_model() -> str:
+# ---------------------------------------------------------------------------------------- the CPU
+def _cpuinfo() -> str:
+    """/proc/cpuinfo, or "" where there is none (not Linux): every caller then falls back."""
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            return f.read()
     except OSError:
-        pass
+        return ""
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX flags in /proc/cpuinfo). Without it
+    bf16 autocast is emulated and ~30x slower than fp32; with it a 64 px training step is ~1.5x faster."""
+    flags = _cpuinfo()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_mixed_precision(value: str, device_type: str | None = None) -> str:
+    """``"auto"`` as this machine should run it: bf16 on a CUDA GPU that supports it and on a CPU with
+    native bf16, else fp32 ("no"); any other value is returned as given."""
+    if value != "auto":
+        return value
+    if device_type is None:
+        device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_type == "cuda":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return "bf16" if cpu_has_native_bf16() else "no"
+
+
+# ---------------------------------------------------------------------------------------- environment record
+def _cpu_model() -> str:
+    for line in _cpuinfo().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 

@@ -61,35 +61,13 @@ from medsynth.runtime import (
     deterministic_mode,
     process_device,
     resolve_device,
+    resolve_mixed_precision,
     resume_refusal,
 )
 from medsynth.utils import derive_seed, progress_bar
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAME = "checkpoint.pt"
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX flags in /proc/cpuinfo). Without it
-    bf16 autocast is emulated and ~30x slower than fp32; with it a 64 px training step is ~1.5x faster."""
-    try:
-        with open("/proc/cpuinfo") as fp:
-            flags = fp.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_mixed_precision(value: str, device_type: str | None = None) -> str:
-    """``"auto"`` as this machine should run it: bf16 on a CUDA GPU that supports it and on a CPU with
-    native bf16, else fp32 ("no"); any other value is returned as given."""
-    if value != "auto":
-        return value
-    if device_type is None:
-        device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    if device_type == "cuda":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return "bf16" if cpu_has_native_bf16() else "no"
 
 
 def make_accelerator(mixed_precision: str, device: str | torch.device | None = None):
