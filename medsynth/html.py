@@ -10,6 +10,23 @@ import html
 import io
 from typing import Any
 
+#: The style of the evaluation and utility reports (tables ``ms``, notes, figures).
+REPORT_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table.ms{border-collapse:collapse;margin:0.5em 0}
+table.ms td,table.ms th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:0.92em}
+table.ms th{background:#f3f3f3}
+.note{color:#666;font-size:0.9em}
+img.fig{max-width:100%;border:1px solid #eee}
+"""
+
+
+def figure(*args: Any, **kwargs: Any) -> Any:
+    """A ``matplotlib.figure.Figure`` (imported on first use: matplotlib stays off the import path)."""
+    from matplotlib.figure import Figure
+
+    return Figure(*args, **kwargs)
+
 
 def png_base64(fig: Any, dpi: int = 90) -> str:
     """The figure as a base64-encoded PNG."""

@@ -265,6 +265,21 @@ def case_group(case: Any, record: dict[str, Any] | None) -> str:
     return f"case:{case.case_id}"
 
 
+def read_2d_pixels(scan: Any) -> np.ndarray:
+    """A scan's pixels in [0, 1] as a 2-D array.
+
+    Raises:
+        InvalidImageError: the pixels cannot be read, or are not one 2-D image (names the file).
+    """
+    try:
+        px = scan.unit_pixels()
+    except (OSError, ValueError) as e:
+        raise InvalidImageError(f"cannot read pixels ({e})", scan.path) from e
+    if px.ndim != 2:
+        raise InvalidImageError(f"expected a 2-D image, got shape {px.shape}", scan.path)
+    return px
+
+
 def load_image_set(
     data: Any,
     image_px: int | None = None,
@@ -339,12 +354,7 @@ def load_image_set(
         task = bar.add_task(f"reading {what}", total=len(cases))
         for i, case in enumerate(cases):
             scan = case.image
-            try:
-                px = scan.unit_pixels()
-            except (OSError, ValueError) as e:
-                raise InvalidImageError(f"cannot read pixels ({e})", scan.path) from e
-            if px.ndim != 2:
-                raise InvalidImageError(f"expected a 2-D image, got shape {px.shape}", scan.path)
+            px = read_2d_pixels(scan)
             images.append(to_square(px, image_px))
             ids.append(str(case.case_id))
             record = manifest.get(str(case.case_id))

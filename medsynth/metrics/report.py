@@ -15,22 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from medsynth.html import fmt, img_tag, page
-
-_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table.ms{border-collapse:collapse;margin:0.5em 0}
-table.ms td,table.ms th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:0.92em}
-table.ms th{background:#f3f3f3}
-.note{color:#666;font-size:0.9em}
-img.fig{max-width:100%;border:1px solid #eee}
-"""
-
-
-def _figure(*args: Any, **kwargs: Any) -> Any:
-    from matplotlib.figure import Figure
-
-    return Figure(*args, **kwargs)
+from medsynth.html import REPORT_CSS, figure, fmt, img_tag, page
 
 
 def pca_figure(real: np.ndarray, synthetic: np.ndarray) -> Any:
@@ -40,7 +25,7 @@ def pca_figure(real: np.ndarray, synthetic: np.ndarray) -> Any:
     _, s, vt = np.linalg.svd(x, full_matrices=False)
     pcs = x @ vt[:2].T
     explained = (s[:2] ** 2) / max((s**2).sum(), 1e-12)
-    fig = _figure(figsize=(5, 4.2))
+    fig = figure(figsize=(5, 4.2))
     ax = fig.subplots()
     n = len(real)
     ax.scatter(pcs[:n, 0], pcs[:n, 1], s=12, alpha=0.6, label=f"real (n={n})")
@@ -56,7 +41,7 @@ def sample_sheet(images: np.ndarray, title: str, cols: int = 8) -> Any:
     """A grid of up to 2 rows x ``cols`` greyscale images."""
     images = np.asarray(images)[: 2 * cols]
     rows = max(1, int(np.ceil(len(images) / cols)))
-    fig = _figure(figsize=(cols * 1.2, rows * 1.25 + 0.3))
+    fig = figure(figsize=(cols * 1.2, rows * 1.25 + 0.3))
     axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
     for ax in axes:
         ax.axis("off")
@@ -70,7 +55,7 @@ def roi_group_sheet(groups: dict[str, dict[str, np.ndarray]], cols: int = 6) -> 
     """Per lesion class and margin, a row of synthetic lesion ROIs above a row of real ones."""
     names = [g for g in groups if len(groups[g]["real"]) or len(groups[g]["synthetic"])]
     rows = 2 * max(1, len(names))
-    fig = _figure(figsize=(cols * 1.15 + 1.4, rows * 1.15 + 0.4))
+    fig = figure(figsize=(cols * 1.15 + 1.4, rows * 1.15 + 0.4))
     axes = np.atleast_2d(fig.subplots(rows, cols))
     for ax in axes.reshape(-1):
         ax.axis("off")
@@ -155,7 +140,7 @@ def roi_sheet(examples: dict[str, Any]) -> Any:
     scores = np.asarray(examples["synthetic_scores"])
     classes = list(examples.get("synthetic_classes", [""] * len(syn)))
     cols = max(len(syn), len(real), 1)
-    fig = _figure(figsize=(cols * 1.25, 2 * 1.4 + 0.4))
+    fig = figure(figsize=(cols * 1.25, 2 * 1.4 + 0.4))
     axes = np.atleast_2d(fig.subplots(2, cols))
     for ax in axes.reshape(-1):
         ax.axis("off")
@@ -198,7 +183,7 @@ def spectrum_figure(spectra: dict[str, Any]) -> Any | None:
     curves = [(arm, klass, v) for arm in ("real", "synthetic") for klass, v in (spectra.get(arm) or {}).items()]
     if not len(f) or not curves:
         return None
-    fig = _figure(figsize=(5.5, 3.6))
+    fig = figure(figsize=(5.5, 3.6))
     ax = fig.subplots()
     for arm, klass, v in curves:
         y = np.asarray([np.nan if x is None else x for x in v], dtype=float)
@@ -282,4 +267,4 @@ def evaluation_html(result: Any, utility: Any = None, full_page: bool = True) ->
     if utility is not None:
         parts.append(utility_html(utility))
     body = "\n".join(parts)
-    return page("medsynth evaluate", body, _STYLE) if full_page else f"<div>{body}</div>"
+    return page("medsynth evaluate", body, REPORT_CSS) if full_page else f"<div>{body}</div>"

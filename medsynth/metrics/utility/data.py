@@ -25,9 +25,10 @@ from typing import Any, Sequence
 import numpy as np
 from skimage.transform import resize
 
-from medsynth.errors import InvalidDatasetError, InvalidImageError, InvalidMaskError
+from medsynth.errors import InvalidDatasetError, InvalidMaskError
 from medsynth.io.fingerprints import CaseIdentity, case_identity
 from medsynth.io.labels import CLASS_NAMES
+from medsynth.metrics.images import read_2d_pixels
 from medsynth.models.patches import Lesion, default_lesion_rule, lesion_components
 
 THUMB_PX = 64  # side of the thumbnails the background check compares
@@ -200,12 +201,7 @@ def read_set(data: Any, what: str, *, crops: bool, full: bool, roi_mm: float, ro
         task = bar.add_task(f"reading {what}", total=len(cases))
         for i, case in enumerate(cases):
             scan = case.image
-            try:
-                px = scan.unit_pixels()
-            except (OSError, ValueError) as e:
-                raise InvalidImageError(f"cannot read pixels ({e})", scan.path) from e
-            if px.ndim != 2:
-                raise InvalidImageError(f"expected a 2-D image, got shape {px.shape}", scan.path)
+            px = read_2d_pixels(scan)
             spacing = (float(scan.spacing[0]), float(scan.spacing[1]))
             label = np.zeros(px.shape, dtype=np.uint8)
             if case.mask is not None:

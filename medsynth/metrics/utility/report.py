@@ -8,24 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from medsynth.html import img_tag, page
+from medsynth.html import REPORT_CSS, figure, img_tag, page
 
-_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table.ms{border-collapse:collapse;margin:0.5em 0}
-table.ms td,table.ms th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:0.92em}
-table.ms th{background:#f3f3f3}
-.note{color:#666;font-size:0.9em}
-img.fig{max-width:100%;border:1px solid #eee}
-ul.summary li{margin:0.2em 0}
-"""
+_STYLE = REPORT_CSS + "ul.summary li{margin:0.2em 0}\n"
 COLORS = {"real": "#4c72b0", "real+synthetic": "#55a868", "synthetic": "#c44e52"}
-
-
-def _figure(*args: Any, **kwargs: Any) -> Any:
-    from matplotlib.figure import Figure
-
-    return Figure(*args, **kwargs)
 
 
 def _ci_text(ci: list[Any]) -> str:
@@ -40,7 +26,7 @@ def regime_figure(task: str, data: dict[str, Any]) -> Any:
     """Mean Dice (95 % CI) against the share of real training patients, per arm."""
     regimes = list(data["regimes"])
     xs = [float(r) for r in regimes]
-    fig = _figure(figsize=(5.2, 3.6))
+    fig = figure(figsize=(5.2, 3.6))
     ax = fig.subplots()
     for arm, dodge in (("real", 0.97), ("real+synthetic", 1.03)):  # side by side, not on top of each other
         vals = [data["regimes"][r]["arms"][arm]["dice"] for r in regimes]
@@ -75,7 +61,7 @@ def forest_figure(task: str, data: dict[str, Any]) -> Any:
         for key, word in (("by_class", "class"), ("by_margin", "mass margin")):
             for name, g in (d.get(key) or {}).items():
                 rows.append((f"{float(r):.0%}: {word} {name} (n={g.get('n')})", g))
-    fig = _figure(figsize=(6.2, 0.32 * len(rows) + 1.1))
+    fig = figure(figsize=(6.2, 0.32 * len(rows) + 1.1))
     ax = fig.subplots()
     for k, (label, d) in enumerate(rows):
         v, ci = d.get("value"), d.get("ci95") or [None, None]
