@@ -1,6 +1,7 @@
 """The options every computing command shares: where it computes (``--device``) and, for the
 commands that train or generate, how reproducibly (``--deterministic``) and whether a run started
-in another compute environment may be resumed (``--force-resume``). See ``docs/gpus.md``."""
+in another compute environment may be resumed (``--force-resume``). See ``docs/gpus.md``. Also the
+``--spacing-mm`` of the commands that read real scans (``evaluate``, ``audit``; ``medsynth.io.spacing``)."""
 
 from __future__ import annotations
 
