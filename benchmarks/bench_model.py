@@ -129,11 +129,12 @@ def utility(train: Any, synthetic: Path, test: Path, s: dict[str, Any], regimes:
 
 def utility_rows(u: dict[str, Any], label: str) -> list[dict[str, Any]]:
     rows = []
+    key = u["full"].get("headline", "dice")
     for r, reg in u["full"]["regimes"].items():
         arms = reg["arms"]
         for arm in ("real", "real+synthetic", "synthetic"):
-            rows.append(_row(f"{label} {r}: Dice {arm}", arms[arm]["dice"]["value"], "Dice",
-                             f"95% CI {arms[arm]['dice']['ci95']}"))
+            rows.append(_row(f"{label} {r}: {key} {arm}", arms[arm][key]["value"], "Dice",
+                             f"95% CI {arms[arm][key]['ci95']}"))
         d = reg["delta"]
         groups = "; ".join(f"{n}: {g['value']:+.3f} {g['ci95']}" for k in ("by_class", "by_margin")
                            for n, g in (d.get(k) or {}).items() if g.get("value") is not None)

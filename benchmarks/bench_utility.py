@@ -60,12 +60,13 @@ def rows_of(res: Any, kind: str) -> list[dict[str, Any]]:
     """Benchmark rows of a :class:`~medsynth.metrics.utility.UtilityResult`."""
     rows = []
     for task, data in res.tasks.items():
+        key = res.headline(task)
         for r, reg in data["regimes"].items():
             for arm, a in reg["arms"].items():
                 sens = "; ".join(f"{k} {a[k]['value']:.3f}" for k in a if k.startswith("sensitivity@")
                                  and a[k]["value"] is not None)
-                rows.append(_row(f"{task} {r} {arm}: Dice", a["dice"]["value"], "Dice",
-                                 f"95% CI {a['dice']['ci95']}; {sens}"))
+                rows.append(_row(f"{task} {r} {arm}: {key}", a[key]["value"], "Dice",
+                                 f"95% CI {a[key]['ci95']}; {sens}"))
             for key in ("delta", "delta_synthetic_only"):
                 d = reg[key]
                 groups = "; ".join(f"{n}: {g['value']:+.3f} {g['ci95']} p={g['p']:.3g}"

@@ -196,15 +196,18 @@ def _fractions(text: Optional[str]) -> Optional[list[float]]:
 def _print_utility(console: Console, res: UtilityResult) -> None:
     from rich.table import Table
 
+    from medsynth.metrics.utility.result import METRIC_WORDS
+
     for task, data in res.tasks.items():
         units = (f"{data.get('n_test_crops')} real test crops" if task == "crops"
                  else f"{data.get('n_test_images')} real test images ({data.get('n_test_lesions')} lesions)")
-        table = Table(title=f"{task}: Dice on {units} of {data['n_test_patients']} patients")
+        key = res.headline(task)
+        table = Table(title=f"{task}: {METRIC_WORDS.get(key, key)} on {units} of {data['n_test_patients']} patients")
         for col in ("regime", "trained on", "Dice", "95% CI", "per seed", "vs real (95% CI, p)"):
             table.add_column(col)
         for r, reg in data["regimes"].items():
             for arm, a in reg["arms"].items():
-                d = a["dice"]
+                d = a[key]
                 ci = "" if d["ci95"][0] is None else f"[{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}]"
                 key = {"real+synthetic": "delta", "synthetic": "delta_synthetic_only"}.get(arm)
                 diff = ""

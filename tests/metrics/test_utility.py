@@ -94,6 +94,9 @@ def test_utility_end_to_end_on_phantoms(utility_sets, tmp_path):
     for task in ("crops", "full"):
         t = data[task]
         assert set(t["regimes"]) == {"0.5", "1"} and t["n_test_patients"] == 4
+        # Whole images lead with the Dice of the images with lesions (lesion-free ones are 0-or-1 counts).
+        headline = t["headline"]
+        assert headline == {"crops": "dice", "full": "dice_lesion_images"}[task] and res.headline(task) == headline
         for regime, reg in t["regimes"].items():
             assert set(reg["arms"]) == {"real", "real+synthetic", "synthetic"}
             for arm, a in reg["arms"].items():
@@ -110,8 +113,9 @@ def test_utility_end_to_end_on_phantoms(utility_sets, tmp_path):
                 assert delta["ci95"][0] <= delta["value"] + 1e-9 <= delta["ci95"][1] + 2e-9
                 # The headline difference is the difference of the arms' means (same seeds, same test units).
                 other = "real+synthetic" if key == "delta" else "synthetic"
-                assert delta["value"] == pytest.approx(reg["arms"][other]["dice"]["value"]
-                                                       - reg["arms"]["real"]["dice"]["value"])
+                assert delta["metric"] == headline
+                assert delta["value"] == pytest.approx(reg["arms"][other][headline]["value"]
+                                                       - reg["arms"]["real"][headline]["value"])
                 for group in delta["by_class"].values():
                     assert {"value", "ci95", "p", "n"} <= set(group)
         # Regimes draw patients per seed and nest: 50 % of 6 patients is 3, 100 % all 6.
@@ -140,3 +144,17 @@ def test_utility_input_errors(utility_sets, textures):
     with pytest.raises(ConfigError, match="task"):
         evaluate_utility(utility_sets["train"], utility_sets["synthetic"], utility_sets["test"], tasks="crop",
                          progress=False)
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        evaluate_utility(utility_sets["train"], utility_sets["synthetic"], utility_sets["test"], progress=False,
+                         config={"utility": {"full": {"lr_schedule": "cosine"}}})
+
+
+def test_poly_learning_rate_is_nnunets_decay():
+    from medsynth.metrics.utility.full import scheduled_lr
+
+    lrs = [scheduled_lr(0.01, s, 100) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.01)
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))  # strictly decreasing
+    assert lrs[50] == pytest.approx(0.01 * 0.5 ** 0.9)  # nnU-Net: (1 - epoch / max_epochs) ** 0.9
+    assert 0 < lrs[-1] < 0.01 * 0.02
+    assert scheduled_lr(0.01, 99, 100, "constant") == 0.01

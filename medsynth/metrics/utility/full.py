@@ -5,7 +5,9 @@ strided-conv downsampling, transposed-conv upsampling, no downsampling before th
 finest level runs at the working spacing) is trained on patches of whole images, lesion-free images
 included, with nnU-Net's foreground oversampling: a third of each batch is centred on a lesion pixel
 (a random lesion of a random image, when that image has one), the rest anywhere in the image. Dice +
-cross-entropy with batch Dice, Adam, flips. Inference runs
+cross-entropy with batch Dice, Adam, flips, and (by default) nnU-Net's "poly" learning-rate decay,
+``lr * (1 - step / steps) ** 0.9``, which ends training at a small step size instead of wherever the
+last full-size step left the weights. Inference runs
 ``monai.inferers.sliding_window_inference`` over the whole test image (Gaussian-weighted windows of
 the training patch size).
 
@@ -30,9 +32,9 @@ from medsynth.metrics.utility.stats import dice_per_case
 from medsynth.models.patches import default_lesion_rule, lesion_components
 
 
-def model_name(filters: list[int]) -> str:
-    return (f"monai DynUNet(filters={list(filters)}, strides=[1,2,...], instance norm), DiceCE (batch Dice), Adam, "
-            "1/3 foreground oversampling, sliding-window inference")
+def model_name(filters: list[int], lr_schedule: str = "poly") -> str:
+    return (f"monai DynUNet(filters={list(filters)}, strides=[1,2,...], instance norm), DiceCE (batch Dice), Adam "
+            f"({lr_schedule} learning rate), 1/3 foreground oversampling, sliding-window inference")
 
 
 def make_full_net(filters: list[int]) -> torch.nn.Module:
@@ -85,11 +87,25 @@ class _PatchSampler:
                 torch.from_numpy(np.stack(ys).astype(np.int64))[:, None])
 
 
+LR_SCHEDULES = ("poly", "constant")
+
+
+def scheduled_lr(lr: float, step: int, steps: int, schedule: str = "poly") -> float:
+    """The learning rate of step ``step`` (0-based) of ``steps``: nnU-Net's ``lr * (1 - step / steps) ** 0.9``
+    for ``poly``, ``lr`` for ``constant``."""
+    if schedule == "constant":
+        return lr
+    return lr * (1.0 - step / steps) ** 0.9
+
+
 def train_full_segmenter(images: list[FullImage], steps: int, seed: int, patch_px: int, batch_size: int,
                          lr: float, foreground_fraction: float, filters: list[int],
-                         device: torch.device | str = "cpu") -> torch.nn.Module:
+                         device: torch.device | str = "cpu", lr_schedule: str = "poly") -> torch.nn.Module:
     """Train the full-image DynUNet on patches of ``images`` for ``steps`` steps from seed ``seed`` on
-    ``device`` (patches are sampled on the CPU, then moved)."""
+    ``device`` (patches are sampled on the CPU, then moved). ``lr_schedule``: ``poly`` (nnU-Net's
+    ``(1 - step / steps) ** 0.9`` decay) or ``constant``."""
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
     from monai.losses import DiceCELoss
 
     torch.manual_seed(seed)
@@ -98,7 +114,9 @@ def train_full_segmenter(images: list[FullImage], steps: int, seed: int, patch_p
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    for _ in range(steps):
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = scheduled_lr(lr, step, steps, lr_schedule)
         x, y = sampler.batch(batch_size)
         x, y = x.to(device), y.to(device)
         loss = loss_fn(model(x), y)
@@ -177,4 +195,5 @@ def score_image(prob: np.ndarray, fi: FullImage, spacing_mm: float, candidate_th
     return ImageScore(dice, lesion_dice, lesion_score, np.asarray(fp, dtype=np.float64))
 
 
-__all__ = ["ImageScore", "make_full_net", "model_name", "predict_full", "score_image", "train_full_segmenter"]
+__all__ = ["LR_SCHEDULES", "ImageScore", "make_full_net", "model_name", "predict_full", "scheduled_lr", "score_image",
+           "train_full_segmenter"]

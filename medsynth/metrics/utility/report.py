@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from medsynth.html import REPORT_CSS, figure, img_tag, page
+from medsynth.metrics.utility.result import METRIC_WORDS, headline_of
 
 _STYLE = REPORT_CSS + "ul.summary li{margin:0.2em 0}\n"
 COLORS = {"real": "#4c72b0", "real+synthetic": "#55a868", "synthetic": "#c44e52"}
@@ -25,17 +26,18 @@ def _v(x: Any) -> str:
 def regime_figure(task: str, data: dict[str, Any]) -> Any:
     """Mean Dice (95 % CI) against the share of real training patients, per arm."""
     regimes = list(data["regimes"])
+    key = headline_of(task, data)
     xs = [float(r) for r in regimes]
     fig = figure(figsize=(5.2, 3.6))
     ax = fig.subplots()
     for arm, dodge in (("real", 0.97), ("real+synthetic", 1.03)):  # side by side, not on top of each other
-        vals = [data["regimes"][r]["arms"][arm]["dice"] for r in regimes]
+        vals = [data["regimes"][r]["arms"][arm][key] for r in regimes]
         y = np.array([np.nan if v["value"] is None else v["value"] for v in vals])
         lo = np.array([np.nan if v["ci95"][0] is None else v["ci95"][0] for v in vals])
         hi = np.array([np.nan if v["ci95"][1] is None else v["ci95"][1] for v in vals])
         ax.errorbar([x * dodge for x in xs], y, yerr=[y - lo, hi - y], marker="o", capsize=4, label=arm,
                     color=COLORS[arm])
-    syn = data["regimes"][regimes[0]]["arms"]["synthetic"]["dice"]
+    syn = data["regimes"][regimes[0]]["arms"]["synthetic"][key]
     if syn["value"] is not None:
         ax.axhline(syn["value"], color=COLORS["synthetic"], ls="--", label="synthetic only")
         if syn["ci95"][0] is not None:
@@ -45,7 +47,7 @@ def regime_figure(task: str, data: dict[str, Any]) -> Any:
     ax.set_xticks(xs, [f"{x:.0%}" for x in xs])
     ax.minorticks_off()
     ax.set_xlabel("share of real training patients")
-    ax.set_ylabel("Dice on real test " + ("crops" if task == "crops" else "images"))
+    ax.set_ylabel("Dice on real test crops" if task == "crops" else "Dice, real test images with lesions")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(f"{task}: Dice by data regime")
@@ -72,26 +74,30 @@ def forest_figure(task: str, data: dict[str, Any]) -> Any:
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=8)
     ax.invert_yaxis()
-    metric = "Dice" if task == "crops" else "image Dice (all); lesion Dice (groups)"
+    metric = "Dice" if task == "crops" else "Dice of images with lesions (all); lesion Dice (groups)"
     ax.set_xlabel(f"real+synthetic minus real: {metric}")
     ax.set_title(f"{task}: what adding the synthetic set changes (95 % CI)")
     return fig
 
 
 def _arms_table(task: str, data: dict[str, Any]) -> str:
-    extra = [] if task == "crops" else ["lesion_dice"] + [k for k in _first_arm(data) if k.startswith("sensitivity@")]
-    head = "<tr><th>regime</th><th>trained on</th><th>Dice</th><th>95 % CI</th><th>per seed</th>" + "".join(
+    key = headline_of(task, data)
+    first = _first_arm(data)
+    extra = [] if task == "crops" else [k for k in ("dice", "dice_lesion_free", "lesion_dice") if k in first] + [
+        k for k in first if k.startswith("sensitivity@")]
+    head = (f"<tr><th>regime</th><th>trained on</th><th>{html.escape(METRIC_WORDS.get(key, key))}</th><th>95 % CI</th>"
+            "<th>per seed</th>") + "".join(
         f"<th>{html.escape(k)}</th>" for k in extra) + "<th>real patients / images</th></tr>"
     rows = []
     for r, reg in data["regimes"].items():
         for arm, a in reg["arms"].items():
             n = a.get("n_train", {})
-            seeds = ", ".join(_v(x) for x in a["dice"]["seed_values"])
+            seeds = ", ".join(_v(x) for x in a[key]["seed_values"])
             cells = "".join(f"<td>{_v(a[k]['value'])} {_ci_text(a[k]['ci95'])}</td>" for k in extra)
             who = (f"{_mean(n.get('real_patients'))} / {_mean(n.get('real_images'))}"
                    + (f" + {_mean(n.get('synthetic_images'))} synthetic" if _mean(n.get("synthetic_images")) else ""))
-            rows.append(f"<tr><td>{float(r):.0%}</td><td><b>{html.escape(arm)}</b></td><td>{_v(a['dice']['value'])}</td>"
-                        f"<td>{_ci_text(a['dice']['ci95'])}</td><td>{seeds}</td>{cells}<td>{who}</td></tr>")
+            rows.append(f"<tr><td>{float(r):.0%}</td><td><b>{html.escape(arm)}</b></td><td>{_v(a[key]['value'])}</td>"
+                        f"<td>{_ci_text(a[key]['ci95'])}</td><td>{seeds}</td>{cells}<td>{who}</td></tr>")
     return f'<table class="ms">{head}{"".join(rows)}</table>'
 
 

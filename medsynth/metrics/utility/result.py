@@ -59,9 +59,15 @@ class UtilityResult:
         regimes = self.tasks[task]["regimes"]
         return regimes[regime or next(iter(regimes))]
 
+    def headline(self, task: str | None = None) -> str:
+        """The figure a task leads with: ``dice`` (crops), ``dice_lesion_images`` (whole images; see
+        :data:`medsynth.metrics.utility.protocol.HEADLINES`)."""
+        return headline_of(task or next(iter(self.tasks)), self.tasks[task or next(iter(self.tasks))])
+
     def dice(self, task: str | None = None, regime: str | None = None) -> dict[str, float | None]:
-        """Mean Dice per arm (``real``, ``real+synthetic``, ``synthetic``) at one task and regime."""
-        return {arm: a["dice"]["value"] for arm, a in self.regime(task, regime)["arms"].items()}
+        """The task's headline Dice per arm (``real``, ``real+synthetic``, ``synthetic``) at one regime."""
+        key = self.headline(task)
+        return {arm: a[key]["value"] for arm, a in self.regime(task, regime)["arms"].items()}
 
     def summary_lines(self, task: str | None = None, regime: str | None = None) -> list[str]:
         """The result in sentences a newcomer can read: per task and regime (or just the one asked for)."""
@@ -74,6 +80,14 @@ class UtilityResult:
                     continue
                 lines += describe_regime(t, r, reg)
         return lines
+
+
+def headline_of(task: str, data: dict[str, Any]) -> str:
+    """The key of the task's headline figure in its JSON (older results, without one, led with ``dice``)."""
+    return str(data.get("headline") or "dice")
+
+
+METRIC_WORDS = {"dice": "Dice", "dice_lesion_images": "Dice of the images with lesions"}
 
 
 def _pct(fraction: str) -> str:
@@ -111,7 +125,7 @@ def describe_regime(task: str, regime: str, reg: dict[str, Any]) -> list[str]:
     n_real = arms["real"].get("n_train", {}).get("real_patients") or []
     who = f"{_pct(regime)} of the real training patients" + (f" ({round(sum(n_real) / len(n_real))})"
                                                               if n_real else "")
-    metric = "Dice" if task == "crops" else "image Dice"
+    metric = METRIC_WORDS.get(delta.get("metric", "dice"), str(delta.get("metric")))
     lines = [f"[{TASK_WORDS.get(task, task)}, {who}] Adding the synthetic set " + _effect(delta, metric) + "."]
     unit = "crop" if task == "crops" else "lesion"
     for cls, d in (delta.get("by_class") or {}).items():
@@ -123,7 +137,14 @@ def describe_regime(task: str, regime: str, reg: dict[str, Any]) -> list[str]:
         lines.append(f"  Masses with {margin.replace('_', '-')} margins: {_effect(d, 'Dice')} "
                      f"({n} test {unit}{'s' if n != 1 else ''}).")
     if task == "full":
-        sens = (delta.get("metrics") or {}).get("sensitivity@1fp")
+        metrics = delta.get("metrics") or {}
+        clean = metrics.get("dice_lesion_free")
+        if clean and clean.get("value") is not None and arms["real"].get("dice_lesion_free"):
+            before = arms["real"]["dice_lesion_free"]["value"]
+            after = arms["real+synthetic"]["dice_lesion_free"]["value"]
+            lines.append(f"  Lesion-free test images left without a false positive: {before:.0%} -> {after:.0%} "
+                         f"({_effect(clean, 'that share')}).")
+        sens = metrics.get("sensitivity@1fp")
         if sens:
             lines.append("  Detection at 1 false positive per image: adding the synthetic set "
                          + _effect(sens, "sensitivity") + ".")
@@ -133,4 +154,4 @@ def describe_regime(task: str, regime: str, reg: dict[str, Any]) -> list[str]:
     return lines
 
 
-__all__ = ["UtilityResult", "describe_regime"]
+__all__ = ["METRIC_WORDS", "UtilityResult", "describe_regime", "headline_of"]

@@ -11,11 +11,15 @@ at most ``r`` (as LUNA16 and the CAD literature read an FROC curve).
 
 **Uncertainty.** Test images are not independent (a patient has two breasts), and a retrained network
 differs from seed to seed, so both are resampled: each bootstrap replicate draws *patients* with
-replacement (a weight per patient) and, for each arm, draws its training seeds with replacement; the
-arm's figure is the mean over the drawn seeds of the figure on the drawn patients. The two arms of a
-difference share the patient draw (paired: the same test images), and each draws its own seeds, so
-the interval of the difference includes both the test-set and the training-seed variance (the seeds'
-spread corrected for their small number, see ``_seed_mean``). The 95 % interval is the percentile
+replacement (a weight per patient) and draws training seeds with replacement; an arm's figure is the
+mean over the drawn seeds of the figure on the drawn patients. The two arms of a difference share the
+patient draw (paired: the same test images) and the seed draw (paired too: seed ``s`` of every arm
+starts from the same initial weights and, in the real arms, trains on the same draw of regime
+patients, so a seed that trains badly does so in both arms -- measured on the phantom benchmark, one
+seed's lesion Dice was the lowest of the three in all five arms). The interval of the difference thus
+includes the test-set variance and the seed-to-seed variance *of the difference* (the seeds' spread
+corrected for their small number, see ``_seed_mean``); arms with different numbers of seeds draw them
+independently. The 95 % interval is the percentile
 interval; the two-sided p-value is twice the smaller tail of the replicates
 beyond 0, ``(1 + count) / (1 + B)`` each, i.e. the level at which that interval would just touch 0.
 
@@ -68,7 +72,8 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> list[
 
 
 class PatientBootstrap:
-    """One resampling plan for every arm of one task: patient weights shared, seed draws per arm.
+    """One resampling plan for every arm of one task: patient weights shared; seed draws per arm (for an
+    arm's own interval) and per pair of arms (for a difference: :func:`summarize_delta`).
 
     Args:
         n_patients: number of test patients.
@@ -212,10 +217,17 @@ def summarize_arm(metric: Metric, plan: PatientBootstrap, arm: str) -> dict[str,
 
 def summarize_delta(metric_a: Metric, arm_a: str, metric_b: Metric, arm_b: str,
                     plan: PatientBootstrap) -> dict[str, Any]:
-    """Arm ``a`` minus arm ``b`` on the same test units: ``value``, ``ci95``, ``p`` (two-sided), ``n_boot``."""
+    """Arm ``a`` minus arm ``b`` on the same test units: ``value``, ``ci95``, ``p`` (two-sided), ``n_boot``.
+
+    Patients are paired; so are seeds when both arms have the same number (seed ``s`` of ``a`` with seed
+    ``s`` of ``b``)."""
     pa, pb = metric_a.per_seed(), metric_b.per_seed()
-    ra = metric_a.replicates(plan, plan.seed_draws(arm_a, len(pa)))
-    rb = metric_b.replicates(plan, plan.seed_draws(arm_b, len(pb)))
+    if len(pa) == len(pb):  # paired seeds: both arms draw the same ones (see the module docstring)
+        draws_a = draws_b = plan.seed_draws(f"{arm_a} - {arm_b}", len(pa))
+    else:
+        draws_a, draws_b = plan.seed_draws(arm_a, len(pa)), plan.seed_draws(arm_b, len(pb))
+    ra = metric_a.replicates(plan, draws_a)
+    rb = metric_b.replicates(plan, draws_b)
     diff = ra - rb
     diff = diff[np.isfinite(diff)]
     if not (np.isfinite(pa).any() and np.isfinite(pb).any()) or len(diff) == 0:
