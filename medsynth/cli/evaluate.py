@@ -209,10 +209,10 @@ def _print_utility(console: Console, res: UtilityResult) -> None:
             for arm, a in reg["arms"].items():
                 d = a[key]
                 ci = "" if d["ci95"][0] is None else f"[{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}]"
-                key = {"real+synthetic": "delta", "synthetic": "delta_synthetic_only"}.get(arm)
+                delta_key = {"real+synthetic": "delta", "synthetic": "delta_synthetic_only"}.get(arm)
                 diff = ""
-                if key and reg[key]["value"] is not None and reg[key]["ci95"][0] is not None:
-                    x = reg[key]
+                if delta_key and reg[delta_key]["value"] is not None and reg[delta_key]["ci95"][0] is not None:
+                    x = reg[delta_key]
                     diff = f"{x['value']:+.3f} [{x['ci95'][0]:+.3f}, {x['ci95'][1]:+.3f}], p={x['p']:.3g}"
                 seeds = " ".join("—" if v is None else f"{v:.3f}" for v in d["seed_values"])
                 value = "—" if d["value"] is None else f"{d['value']:.3f}"
