@@ -158,3 +158,31 @@ def test_poly_learning_rate_is_nnunets_decay():
     assert lrs[50] == pytest.approx(0.01 * 0.5 ** 0.9)  # nnU-Net: (1 - epoch / max_epochs) ** 0.9
     assert 0 < lrs[-1] < 0.01 * 0.02
     assert scheduled_lr(0.01, 99, 100, "constant") == 0.01
+
+
+def test_worker_processes_give_the_figures_of_one_process(utility_sets):
+    """Networks trained side by side in forked workers (one thread each) give exactly the figures of the
+    same jobs run one after the other on one thread: same seeds, same data, results kept in job order."""
+    import torch
+
+    from medsynth.metrics.utility.protocol import worker_plan
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runs = {w: evaluate_utility(utility_sets["train"], utility_sets["synthetic"], utility_sets["test"], seeds=2,
+                                    regimes=[0.5], progress=False,
+                                    config={**TINY, "utility": {**TINY["utility"], "workers": w}})
+                for w in (1, 2)}
+    finally:
+        torch.set_num_threads(threads)
+    assert [runs[w].settings["workers"]["processes"] for w in (1, 2)] == [1, 2]
+    one, two = (runs[w].to_dict()["utility"] for w in (1, 2))
+    for task in ("crops", "full"):
+        assert one[task] == two[task]
+    seed_values = one["full"]["regimes"]["0.5"]["arms"]["real"]["lesion_dice"]["seed_values"]
+    assert seed_values[0] != seed_values[1]  # the seeds differ, so a swapped job order would show
+    assert worker_plan("auto", "cuda:0", 10) == 1 and worker_plan(3, "cpu", 2) == 2 and worker_plan(4, "cpu", 1) == 1
+    with pytest.raises(ConfigError, match="workers"):
+        evaluate_utility(utility_sets["train"], utility_sets["synthetic"], utility_sets["test"], progress=False,
+                         config={**TINY, "utility": {**TINY["utility"], "workers": 0}})

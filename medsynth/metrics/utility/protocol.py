@@ -95,7 +95,34 @@ def _settings(config: Any, steps: int | None, seeds: int | None, batch_size: int
         raise ConfigError(f"full.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
                           f"got {u['full']['lr_schedule']!r}")
     u["roi_mm"], u["roi_px"] = float(cfg["roi_mm"]), int(cfg["roi_px"])
+    w = u["workers"]
+    if not (w == "auto" or (isinstance(w, int) and not isinstance(w, bool) and w >= 1)):
+        raise ConfigError(f"utility.workers must be 'auto' or an integer >= 1, got {w!r}")
     return u
+
+
+def _usable_cores() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def worker_plan(workers: Any, device: str, n_jobs: int) -> int:
+    """How many processes train ``n_jobs`` independent networks side by side.
+
+    One on CUDA (one device), for a single job, and where the OS cannot fork; ``auto`` on the CPU: one
+    per usable core. An integer is taken as given, capped at the number of jobs. Each worker runs on one
+    thread (see :class:`_JobRunner`); one process uses all of torch's threads.
+    """
+    import multiprocessing
+
+    if device.startswith("cuda") or n_jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    n = _usable_cores() if workers == "auto" else int(workers)
+    return max(1, min(n, n_jobs))
 
 
 def _subsets(train: UtilitySet, u: dict[str, Any]) -> dict[tuple[int, str], np.ndarray]:
@@ -282,6 +309,7 @@ def evaluate_utility(
     t0, c0 = time.perf_counter(), time.process_time()
     timings: dict[str, float] = {}
     cpu: dict[str, float] = {}  # process CPU seconds: on a shared machine, what the work itself cost
+    child_cpu = 0.0  # CPU seconds of the worker processes' jobs
 
     # 2. Read the three sets (each image once)
     want = {"crops": "crops" in u["tasks"], "full": "full" in u["tasks"]}
@@ -297,29 +325,40 @@ def evaluate_utility(
     s = u["splits"]
     splits = check_splits_and_describe(train, test, syn, background_salt, s)
 
-    # 4. Train and score
+    # 4. Train and score: every (task, seed, arm) network is an independent job, run in this process or
+    # in worker processes; results are gathered in job order, so the figures do not depend on which
+    # worker finished first.
     subsets = _subsets(train, u)
     regime_keys = [regime_key(r) for r in u["regimes"]]
     pidx, _ = train.patient_index()
     runs: dict[str, _TaskRun] = {}
     n_jobs = len(u["tasks"]) * u["seeds"] * (2 * len(regime_keys) + 1)
-    with progress_bar(progress, "{task.fields[what]}") as bar:
+    n_workers = worker_plan(u["workers"], u["device"], n_jobs // len(u["tasks"]))
+    u["workers_used"] = {"processes": n_workers, "threads_per_process": 1 if n_workers > 1 else torch_threads()}
+    with progress_bar(progress, "{task.fields[what]}") as bar, \
+            _JobRunner(n_workers, u, train, syn, test, pidx) as runner:
         job = bar.add_task("training utility networks", total=n_jobs, what="")
         for task in u["tasks"]:
             t1, c1 = time.perf_counter(), time.process_time()
             thresholds = threshold_grid(float(u["full"]["candidate_threshold"])) if task == "full" else None
             run = runs[task] = _TaskRun(task, test, [float(r) for r in u["fp_rates"]], thresholds)
+            jobs: list[tuple[str, int, np.ndarray | None, bool]] = []
             for seed in range(u["seeds"]):
-                arms: list[tuple[str, np.ndarray | None, bool]] = [("synthetic", None, True)]
+                jobs.append(("synthetic", seed, None, True))
                 for r in regime_keys:
                     sub = subsets[(seed, r)]
-                    arms += [(f"real@{r}", sub, False), (f"real+synthetic@{r}", sub, True)]
-                for arm_id, images, with_syn in arms:
-                    bar.update(job, what=f"{task} {arm_id} seed {seed}")
-                    values, n_train = _train_and_score(task, u, train, syn, test, images, with_syn, seed, pidx)
-                    run.add(arm_id, values, n_train)
-                    bar.advance(job)
+                    jobs += [(f"real@{r}", seed, sub, False), (f"real+synthetic@{r}", seed, sub, True)]
+
+            def done(k: int, task: str = task, jobs: list = jobs) -> None:
+                arm_id, seed, _, _ = jobs[k]
+                bar.update(job, what=f"{task} {arm_id} seed {seed}")
+                bar.advance(job)
+
+            for (arm_id, _, _, _), (values, n_train) in zip(jobs, runner.run(task, jobs, done)):
+                run.add(arm_id, values, n_train)
             timings[task], cpu[task] = time.perf_counter() - t1, time.process_time() - c1
+            cpu[task] += runner.child_cpu_seconds()
+            child_cpu += runner.child_cpu_seconds()
 
     # 5. Statistics
     t2, c2 = time.perf_counter(), time.process_time()
@@ -336,7 +375,7 @@ def evaluate_utility(
             "regimes": run.summarize(regime_keys, int(u["n_boot"]), int(u["bootstrap_seed"])),
         }
     timings["statistics"], cpu["statistics"] = time.perf_counter() - t2, time.process_time() - c2
-    timings["total"], cpu["total"] = time.perf_counter() - t0, time.process_time() - c0
+    timings["total"], cpu["total"] = time.perf_counter() - t0, time.process_time() - c0 + child_cpu
     settings = _public_settings(u, train, syn, test)
     return UtilityResult(tasks=data, splits=splits, settings=settings,
                          seconds={k: round(v, 1) for k, v in timings.items()},
@@ -355,6 +394,92 @@ def check_splits_and_describe(train: UtilitySet, test: UtilitySet, syn: UtilityS
         for x in (train, test, syn)
     }
     return report
+
+
+# ----------------------------------------------------------------------------- jobs
+_WORKER: dict[str, Any] = {}  # the settings and sets, set before the workers fork (they inherit them)
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _worker_job(task: str, images: np.ndarray | None, with_syn: bool,
+                seed: int) -> tuple[dict[str, np.ndarray], dict[str, int], float]:
+    w = _WORKER
+    c0 = time.process_time()
+    values, n_train = _train_and_score(task, w["u"], w["train"], w["syn"], w["test"], images, with_syn, seed,
+                                       w["pidx"])
+    return values, n_train, time.process_time() - c0
+
+
+class _JobRunner:
+    """Runs training jobs in this process (one worker) or in a pool of forked processes of one thread each.
+
+    Forked: the children share the sets with this process (copy-on-write) instead of receiving a copy,
+    and, unlike spawn, nothing re-imports the user's script (a script without a ``__main__`` guard hangs
+    a spawned pool). One thread each: a forked child of a process whose OpenMP threads have run hangs
+    in its first multi-threaded OpenMP region (GNU libgomp is not fork-safe), and a single-threaded one
+    never opens such a region.
+    """
+
+    def __init__(self, workers: int, u: dict[str, Any], train: UtilitySet, syn: UtilitySet,
+                 test: UtilitySet, pidx: np.ndarray) -> None:
+        self.workers = workers
+        self.args = (u, train, syn, test, pidx)
+        self.pool: Any = None
+        self._child_cpu = 0.0
+
+    def __enter__(self) -> _JobRunner:
+        if self.workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            u, train, syn, test, pidx = self.args
+            _WORKER.update(u=u, train=train, syn=syn, test=test, pidx=pidx)
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
+                                            initializer=_worker_init)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            _WORKER.clear()
+
+    def child_cpu_seconds(self) -> float:
+        """CPU seconds the workers spent on the jobs of the last :meth:`run` (0 in-process)."""
+        return self._child_cpu
+
+    def run(self, task: str, jobs: list[tuple[str, int, np.ndarray | None, bool]],
+            done: Any) -> list[tuple[dict[str, np.ndarray], dict[str, int]]]:
+        self._child_cpu = 0.0
+        u, train, syn, test, pidx = self.args
+        if self.pool is None:
+            out = []
+            for k, (_, seed, images, with_syn) in enumerate(jobs):
+                out.append(_train_and_score(task, u, train, syn, test, images, with_syn, seed, pidx))
+                done(k)
+            return out
+        from concurrent.futures import as_completed
+
+        futures = {self.pool.submit(_worker_job, task, images, with_syn, seed): k
+                   for k, (_, seed, images, with_syn) in enumerate(jobs)}
+        results: dict[int, tuple[dict[str, np.ndarray], dict[str, int]]] = {}
+        for fut in as_completed(futures):
+            k = futures[fut]
+            values, n_train, cpu_s = fut.result()
+            results[k] = (values, n_train)
+            self._child_cpu += cpu_s
+            done(k)
+        return [results[k] for k in range(len(jobs))]
 
 
 def _train_and_score(task: str, u: dict[str, Any], train: UtilitySet, syn: UtilitySet, test: UtilitySet,
@@ -416,6 +541,7 @@ def _public_settings(u: dict[str, Any], train: UtilitySet, syn: UtilitySet, test
         "full": {**u["full"], "model": full_task.model_name(u["full"]["filters"], u["full"]["lr_schedule"])},
         "subset_seed": int(u["subset_seed"]),
         "device": u["device"],
+        "workers": u.get("workers_used", {"processes": 1}),
         "bootstrap": "patients and seeds resampled (two levels), paired across arms; percentile 95 % CI",
         "warning": (f"only {u['seeds']} seed(s): the intervals barely include the variance of training; use >= 3"
                     if u["seeds"] < 3 else None),
