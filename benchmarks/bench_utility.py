@@ -67,8 +67,8 @@ def rows_of(res: Any, kind: str) -> list[dict[str, Any]]:
                                  and a[k]["value"] is not None)
                 rows.append(_row(f"{task} {r} {arm}: {key}", a[key]["value"], "Dice",
                                  f"95% CI {a[key]['ci95']}; {sens}"))
-            for key in ("delta", "delta_synthetic_only"):
-                d = reg[key]
+            for delta_key in ("delta", "delta_synthetic_only"):
+                d = reg[delta_key]
                 groups = "; ".join(f"{n}: {g['value']:+.3f} {g['ci95']} p={g['p']:.3g}"
                                    for k in ("by_class", "by_margin") for n, g in (d.get(k) or {}).items()
                                    if g.get("value") is not None)
@@ -98,9 +98,12 @@ def run(quick: bool = False, demo_output: Path | None = None, keep: Path | None 
         if html_out:
             res.save_html(html_out)
         rows = rows_of(res, kind)
+        w = res.settings.get("workers", {})
         rows.append(_row("time: protocol wall", round(wall, 1), "s",
-                         f"cpu {cpu:.0f} s; load average at the end {os.getloadavg()[0]:.1f}; "
-                         f"torch threads {_threads()}"))
+                         f"cpu {res.cpu_seconds.get('total', cpu):.0f} s "
+                         f"(workers included); load average at the end {os.getloadavg()[0]:.1f}; "
+                         f"{w.get('processes', 1)} process(es) x {w.get('threads_per_process', _threads())} "
+                         f"torch thread(s)"))
         for line in res.summary_lines():
             print(line)
         return rows
