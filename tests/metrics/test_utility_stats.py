@@ -186,3 +186,23 @@ def test_seeds_are_paired_across_arms():
     # Arms with different numbers of seeds cannot be paired: they still get an interval.
     d = summarize_delta(MeanMetric(a, patient), "a", MeanMetric(b[:2], patient), "b", plan)
     assert d["ci95"][0] is not None and d["ci95"][0] <= d["value"] <= d["ci95"][1]
+
+
+def test_a_seed_that_misses_a_class_the_others_learnt_is_named():
+    from medsynth.metrics.utility.result import _failed_seed_lines, failed_seeds
+
+    def arm(calc, mass):
+        return {"by_class": {"calcification": {"lesion_dice": {"seed_values": calc}},
+                             "mass": {"lesion_dice": {"seed_values": mass}}}}
+
+    arms = {"real": arm([0.74, 0.61, 0.80], [0.85, 0.81, 0.91]),
+            "real+synthetic": arm([0.79, 0.04, 0.80], [0.94, 0.87, 0.95]),
+            "synthetic": arm([0.80, 0.00, 0.81], [0.94, 0.87, 0.94])}
+    found = failed_seeds("full", arms)
+    assert [(f["arm"], f["class"], f["seed"]) for f in found] == [("real+synthetic", "calcification", 1),
+                                                                  ("synthetic", "calcification", 1)]
+    lines = _failed_seed_lines("full", arms)
+    assert len(lines) == 1 and "seed 1 did not learn calcifications in the real+synthetic, synthetic arms" in lines[0]
+    # A class every seed finds hard is not a failed seed; neither is a crop task without classes.
+    assert failed_seeds("full", {"real": arm([0.10, 0.05, 0.20], [0.9, 0.9, 0.9])}) == []
+    assert failed_seeds("crops", {"real": {"dice": {"seed_values": [0.1, 0.8, 0.8]}}}) == []
