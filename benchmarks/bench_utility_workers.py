@@ -1,0 +1,82 @@
+"""Why the utility protocol trains its networks in one-thread worker processes: time per training step
+of the whole-image DynUNet (8 patches of 96 px) in one process with all threads, in one process with one
+thread, and in two one-thread processes at once.
+
+    .venv/bin/python benchmarks/bench_utility_workers.py [--steps 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import sys
+import time
+
+try:  # run as a module (python -m benchmarks.X) or as a script
+    from benchmarks._common import print_rows
+except ImportError:  # pragma: no cover
+    from _common import print_rows
+
+
+def step_ms(threads: int, steps: int) -> float:
+    """Mean milliseconds per training step at ``threads`` torch threads (after 5 warm-up steps)."""
+    import torch
+    from monai.losses import DiceCELoss
+
+    from medsynth.metrics.utility.full import make_full_net
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = make_full_net([8, 16, 32, 64])
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    x, y = torch.randn(8, 1, 96, 96), (torch.rand(8, 1, 96, 96) > 0.9).long()
+    for i in range(steps + 5):
+        if i == 5:
+            t0 = time.perf_counter()
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - t0) / steps * 1000
+
+
+def _child(args: tuple[int, int]) -> float:
+    return step_ms(*args)
+
+
+def run(quick: bool = False, steps: int | None = None) -> list[dict]:
+    """Benchmark rows: ms per step in each arrangement (``quick``: 10 steps instead of 60)."""
+    import torch
+
+    steps = steps or (10 if quick else 60)
+    cores = torch.get_num_threads()
+    ctx = multiprocessing.get_context("spawn")  # fresh processes: none has run OpenMP threads before
+    with ctx.Pool(1) as pool:
+        all_threads = pool.apply(_child, ((cores, steps),))
+        one = pool.apply(_child, ((1, steps),))
+    with ctx.Pool(cores) as pool:
+        side_by_side = pool.map(_child, [(1, steps)] * cores)
+    per_network = max(side_by_side) / cores
+    return [
+        {"benchmark": "utility workers", "metric": f"1 process x {cores} threads", "value": round(all_threads, 1),
+         "unit": "ms/step", "note": f"{steps} steps"},
+        {"benchmark": "utility workers", "metric": "1 process x 1 thread", "value": round(one, 1), "unit": "ms/step",
+         "note": ""},
+        {"benchmark": "utility workers", "metric": f"{cores} processes x 1 thread, at once",
+         "value": round(max(side_by_side), 1), "unit": "ms/step",
+         "note": f"{per_network:.1f} ms per network-step: {all_threads / per_network:.2f}x the networks per minute"},
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="10 steps")
+    p.add_argument("--steps", type=int, default=None)
+    a = p.parse_args(argv)
+    print_rows(run(quick=a.quick, steps=a.steps))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
