@@ -163,7 +163,7 @@ def failed_seeds(task: str, arms: dict[str, Any]) -> list[dict[str, Any]]:
     A seed fails a class in an arm when its class Dice is below :data:`FAILED_SEED_DICE` while the
     median of the arm's other seeds is at least :data:`LEARNT_DICE`. In the synthetic-only arm and at
     100 % of the real patients every seed trains on the same data, so there only the training differs
-    (on the phantom benchmark one seed of three missed calcifications in 4 of 7 whole-image arms); in a
+    (on the phantom benchmark one seed of three missed calcifications in 5 of 7 whole-image arms); in a
     partial regime each seed also draws its own patients. Such a seed spreads the intervals of every
     difference it enters; more seeds narrow them.
     """
