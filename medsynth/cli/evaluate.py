@@ -196,7 +196,7 @@ def _fractions(text: Optional[str]) -> Optional[list[float]]:
 def _print_utility(console: Console, res: UtilityResult) -> None:
     from rich.table import Table
 
-    from medsynth.metrics.utility.result import METRIC_WORDS
+    from medsynth.metrics.utility.headlines import METRIC_WORDS
 
     for task, data in res.tasks.items():
         units = (f"{data.get('n_test_crops')} real test crops" if task == "crops"

@@ -23,6 +23,7 @@ import numpy as np
 
 from medsynth.errors import ConfigError
 from medsynth.metrics.utility.data import UtilitySet, read_set, regime_patients
+from medsynth.metrics.utility.headlines import GROUP_HEADLINES, HEADLINES
 from medsynth.metrics.utility.result import UtilityResult
 from medsynth.metrics.utility.stats import (
     FrocMetric,
@@ -35,14 +36,6 @@ from medsynth.metrics.utility.stats import (
 
 TASKS = ("crops", "full")
 ARMS = ("real", "real+synthetic", "synthetic")
-# The figure each task leads with (an arm's "Dice", a difference's ``value``). On whole images it is the
-# per-image Dice of the test images *with* lesions: on a lesion-free image per-image Dice is 1 or 0 (any
-# false-positive lesion zeroes it), so those images turned the mean into a count of clean images that
-# swung more from seed to seed than the lesions' Dice (on the phantom benchmark: a seed's share of clean
-# lesion-free images 0.14-0.73 at the same data) and ranked 100 % real below 10 %. The lesion-free images
-# keep their own figure (``dice_lesion_free``: the share left without a false positive) and detection at
-# fixed false positives per image; the all-image ``dice`` stays in the JSON.
-HEADLINES = {"crops": "dice", "full": "dice_lesion_images"}
 
 
 def regime_key(fraction: float) -> str:
@@ -212,7 +205,7 @@ class _TaskRun:
 
     @property
     def group_headline(self) -> str:
-        return "dice" if self.task == "crops" else "lesion_dice"
+        return GROUP_HEADLINES[self.task]
 
     def summarize(self, regimes: list[str], n_boot: int, seed: int) -> dict[str, Any]:
         plan = PatientBootstrap(self.n_patients, n_boot, seed)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from medsynth.html import REPORT_CSS, figure, img_tag, page
-from medsynth.metrics.utility.result import METRIC_WORDS, headline_of
+from medsynth.metrics.utility.headlines import METRIC_WORDS, headline_of
 
 _STYLE = REPORT_CSS + "ul.summary li{margin:0.2em 0}\n"
 COLORS = {"real": "#4c72b0", "real+synthetic": "#55a868", "synthetic": "#c44e52"}

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from medsynth.io.writers.atomic import atomic_write_text
+from medsynth.metrics.utility.headlines import GROUP_HEADLINES, METRIC_WORDS, headline_of
 from medsynth.utils import jsonable
 
 TASK_WORDS = {"crops": "lesion crops", "full": "whole images"}
@@ -63,7 +64,7 @@ class UtilityResult:
 
     def headline(self, task: str | None = None) -> str:
         """The figure a task leads with: ``dice`` (crops), ``dice_lesion_images`` (whole images; see
-        :data:`medsynth.metrics.utility.protocol.HEADLINES`)."""
+        :data:`medsynth.metrics.utility.headlines.HEADLINES`)."""
         return headline_of(task or next(iter(self.tasks)), self.tasks[task or next(iter(self.tasks))])
 
     def dice(self, task: str | None = None, regime: str | None = None) -> dict[str, float | None]:
@@ -82,14 +83,6 @@ class UtilityResult:
                     continue
                 lines += describe_regime(t, r, reg)
         return lines
-
-
-def headline_of(task: str, data: dict[str, Any]) -> str:
-    """The key of the task's headline figure in its JSON (older results, without one, led with ``dice``)."""
-    return str(data.get("headline") or "dice")
-
-
-METRIC_WORDS = {"dice": "Dice", "dice_lesion_images": "Dice of the images with lesions"}
 
 
 def _pct(fraction: str) -> str:
@@ -167,7 +160,7 @@ def failed_seeds(task: str, arms: dict[str, Any]) -> list[dict[str, Any]]:
     partial regime each seed also draws its own patients. Such a seed spreads the intervals of every
     difference it enters; more seeds narrow them.
     """
-    key = "dice" if task == "crops" else "lesion_dice"
+    key = GROUP_HEADLINES.get(task, "dice")
     out = []
     for arm, a in arms.items():
         for cls, g in (a.get("by_class") or {}).items():
