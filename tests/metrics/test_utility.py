@@ -186,3 +186,45 @@ def test_worker_processes_give_the_figures_of_one_process(utility_sets):
     with pytest.raises(ConfigError, match="workers"):
         evaluate_utility(utility_sets["train"], utility_sets["synthetic"], utility_sets["test"], progress=False,
                          config={**TINY, "utility": {**TINY["utility"], "workers": 0}})
+
+
+def test_deep_supervision_trains_its_heads_and_infers_at_full_resolution():
+    """nnU-Net's deep supervision: the lower decoder levels' heads are trained through
+    ``DeepSupervisionLoss`` (their weights move), inference returns the full-resolution output only, and
+    the settings record the number of heads used (capped by the network's depth)."""
+    import torch
+
+    from medsynth.metrics.utility.data import FullImage
+    from medsynth.metrics.utility.full import make_full_net, predict_full, train_full_segmenter
+
+    rng = np.random.default_rng(0)
+    images = []
+    for _ in range(3):
+        label = np.zeros((48, 48), bool)
+        r, c = rng.integers(10, 38, 2)
+        label[r - 4 : r + 4, c - 4 : c + 4] = True
+        images.append(FullImage(image=(rng.random((48, 48)) * 0.3 + 0.6 * label).astype(np.float32), label=label,
+                                lesions=[], classes=[], margins=[]))
+    filters = [4, 8, 16, 32]
+    torch.manual_seed(5)
+    start = make_full_net(filters, 2).state_dict()
+    model = train_full_segmenter(images, 4, 5, 32, 4, 0.01, 0.0, filters, deep_supervision=2)
+    heads = [k for k in start if k.startswith("deep_supervision_heads")]
+    assert len({k.split(".")[1] for k in heads}) == 2
+    for k in heads:  # every head learnt: its loss reached it
+        assert not torch.equal(start[k], model.state_dict()[k]), k
+    prob = predict_full(model, images[0].image, 32, 0.25)
+    assert prob.shape == (48, 48) and 0 <= prob.min() and prob.max() <= 1
+    with pytest.raises(ValueError, match="deep_supervision"):
+        make_full_net([4, 8, 16], 2)
+
+    from medsynth.metrics.utility.protocol import _settings
+
+    def settings(full):
+        return _settings({"utility": {"full": full}}, None, None, None, None, None, None, None)
+
+    assert settings({"filters": [4, 8, 16]})["full"]["deep_supervision"] == 1
+    assert settings({})["full"]["deep_supervision"] == 2
+    for bad in (-1, True, 1.5):
+        with pytest.raises(ConfigError, match="deep_supervision"):
+            settings({"deep_supervision": bad})

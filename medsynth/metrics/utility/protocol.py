@@ -87,6 +87,13 @@ def _settings(config: Any, steps: int | None, seeds: int | None, batch_size: int
     if u["full"]["lr_schedule"] not in LR_SCHEDULES:
         raise ConfigError(f"full.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
                           f"got {u['full']['lr_schedule']!r}")
+    ds, n_levels = u["full"]["deep_supervision"], len(u["full"]["filters"])
+    if not (isinstance(ds, int) and not isinstance(ds, bool) and ds >= 0):
+        raise ConfigError(f"full.deep_supervision must be an integer >= 0 (extra output heads below full "
+                          f"resolution), got {ds!r}")
+    # A network of n levels has n - 2 decoder levels below full resolution above its bottom; the settings
+    # record the number of heads used.
+    u["full"]["deep_supervision"] = min(ds, max(0, n_levels - 2))
     u["roi_mm"], u["roi_px"] = float(cfg["roi_mm"]), int(cfg["roi_px"])
     w = u["workers"]
     if not (w == "auto" or (isinstance(w, int) and not isinstance(w, bool) and w >= 1)):
@@ -504,7 +511,8 @@ def _train_and_score(task: str, u: dict[str, Any], train: UtilitySet, syn: Utili
     pool = [train.full[i] for i in real_images] + (list(syn.full) if with_syn else [])
     model = full_task.train_full_segmenter(pool, int(f["steps"]), seed, int(f["patch_px"]), int(f["batch_size"]),
                                            float(f["lr"]), float(f["foreground_fraction"]), list(f["filters"]),
-                                           device=u["device"], lr_schedule=str(f["lr_schedule"]))
+                                           device=u["device"], lr_schedule=str(f["lr_schedule"]),
+                                           deep_supervision=int(f["deep_supervision"]))
     thresholds = threshold_grid(float(f["candidate_threshold"]))
     dice, les_dice, les_score, fp_counts = [], [], [], []
     for fi in test.full:
@@ -531,7 +539,9 @@ def _public_settings(u: dict[str, Any], train: UtilitySet, syn: UtilitySet, test
         "n_boot": int(u["n_boot"]),
         "fp_rates": [float(r) for r in u["fp_rates"]],
         "crops": {**u["crops"], "roi_mm": u["roi_mm"], "roi_px": u["roi_px"], "model": crop_task.MODEL_NAME},
-        "full": {**u["full"], "model": full_task.model_name(u["full"]["filters"], u["full"]["lr_schedule"])},
+        "full": {**u["full"], "model": full_task.model_name(
+            u["full"]["filters"], u["full"]["lr_schedule"], int(u["full"]["deep_supervision"]),
+            float(u["full"]["foreground_fraction"]))},
         "subset_seed": int(u["subset_seed"]),
         "device": u["device"],
         "workers": u.get("workers_used", {"processes": 1}),
