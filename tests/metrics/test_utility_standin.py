@@ -31,15 +31,23 @@ def test_extra_real_cases_are_seen_as_a_gain_in_the_10_percent_regime(standin_se
 
 
 @pytest.mark.slow
-def test_extra_real_cases_are_seen_as_a_gain_by_both_tasks(tmp_path):
-    """Both tasks at bench-like settings (0.4 mm phantoms, 20 real-train patients, 20 stand-in, 10 test)."""
+def test_extra_real_cases_are_seen_as_a_gain_by_the_whole_image_task(tmp_path):
+    """The whole-image task at the benchmark setting (benchmarks/bench_utility.py: 320x256 phantoms at
+    0.32 mm, 80 real-train patients, 60 extra real images of other patients as the "synthetic" arm, 60 test
+    images, the default 1500 steps, 3 seeds), on phantom draws of its own (not the benchmark's), 10 %
+    regime. No seed's network may miss a class its arm's other seeds learnt, and the gain must be seen.
+    About 15 min on 2 cores."""
+    from medsynth.metrics.utility.result import failed_seeds
     from medsynth.phantoms import make_phantoms
 
-    sets = {name: make_phantoms(tmp_path / name, n=n, seed=seed, size=(256, 208), patient_offset=off)
-            for name, n, seed, off in (("train", 40, 51, 0), ("standin", 40, 52, 1000), ("test", 20, 53, 2000))}
-    config = {"utility": {"full": {"spacing_mm": 0.4, "patch_px": 64, "steps": 200}, "crops": {"steps": 150}}}
-    res = evaluate_utility(sets["train"], sets["standin"], sets["test"], tasks="both", regimes=[0.1], seeds=3,
-                           progress=False, config=config)
-    for task in ("crops", "full"):
-        delta = res.regime(task, "0.1")["delta"]
-        assert delta["value"] > 0 and delta["ci95"][0] > 0, (task, delta)
+    sets = {name: make_phantoms(tmp_path / name, n=n, seed=seed, size=(320, 256), patient_offset=off)
+            for name, n, seed, off in (("train", 160, 11, 0), ("standin", 60, 16, 500_000),
+                                       ("test", 60, 13, 200_000))}
+    res = evaluate_utility(sets["train"], sets["standin"], sets["test"], tasks="full", regimes=[0.1], seeds=3,
+                           progress=False)
+    reg = res.regime("full", "0.1")
+    # No seed's network missed a class that the other seeds of its arm learnt. (A class can be missed by
+    # every seed of an arm: 8 real patients may show too few calcifications to learn them from.)
+    assert failed_seeds("full", reg["arms"]) == []
+    delta = reg["delta"]
+    assert delta["value"] > 0 and delta["ci95"][0] > 0, delta
