@@ -123,7 +123,8 @@ def train_full_segmenter(images: list[FullImage], steps: int, seed: int, patch_p
     from monai.losses import DeepSupervisionLoss, DiceCELoss
 
     torch.manual_seed(seed)
-    # channels_last: ~6-12 % less time per step on the CPU here (benchmarks/bench_utility_workers.py).
+    # channels_last: at most a few % less time per step on the CPU here, within run-to-run noise
+    # (BENCHMARKS.md); convolution backward dominates either way.
     model = make_full_net(filters, deep_supervision).to(device, memory_format=torch.channels_last)
     sampler = _PatchSampler(images, patch_px, foreground_fraction, seed)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
