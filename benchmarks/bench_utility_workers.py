@@ -1,6 +1,6 @@
 """Why the utility protocol trains its networks in one-thread worker processes: time per training step
-of the whole-image DynUNet (8 patches of 96 px) in one process with all threads, in one process with one
-thread, and in two one-thread processes at once.
+of the whole-image DynUNet as configured (8 patches of 96 px by default) in one process with all
+threads, in one process with one thread, and in two one-thread processes at once.
 
     .venv/bin/python benchmarks/bench_utility_workers.py [--steps 60]
 """
@@ -19,18 +19,22 @@ except ImportError:  # pragma: no cover
 
 
 def step_ms(threads: int, steps: int) -> float:
-    """Mean milliseconds per training step at ``threads`` torch threads (after 5 warm-up steps)."""
+    """Mean milliseconds per training step at ``threads`` torch threads (after 5 warm-up steps): the
+    network, loss, memory format, batch and patch of ``configs/evaluate.yaml``'s ``utility.full``."""
     import torch
-    from monai.losses import DiceCELoss
 
-    from medsynth.metrics.utility.full import make_full_net
+    from medsynth.config import load_config
+    from medsynth.metrics.utility.full import full_loss, make_full_net
 
+    f = load_config(None, kind="evaluate")["utility"]["full"]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = make_full_net([8, 16, 32, 64])
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    x, y = torch.randn(8, 1, 96, 96), (torch.rand(8, 1, 96, 96) > 0.9).long()
+    model = make_full_net(list(f["filters"]), int(f["deep_supervision"])).to(memory_format=torch.channels_last)
+    loss_fn = full_loss(int(f["deep_supervision"]))
+    opt = torch.optim.Adam(model.parameters(), lr=float(f["lr"]))
+    b, p = int(f["batch_size"]), int(f["patch_px"])
+    x = torch.randn(b, 1, p, p).contiguous(memory_format=torch.channels_last)
+    y = (torch.rand(b, 1, p, p) > 0.9).long()
     for i in range(steps + 5):
         if i == 5:
             t0 = time.perf_counter()

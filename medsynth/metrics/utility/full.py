@@ -26,6 +26,7 @@ detection candidates (:mod:`.stats`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,6 +100,19 @@ class _PatchSampler:
                 torch.from_numpy(np.stack(ys).astype(np.int64))[:, None])
 
 
+def full_loss(deep_supervision: int = 0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training loss of the network :func:`make_full_net` builds: Dice + CE with batch Dice, and
+    with ``deep_supervision`` heads ``monai.losses.DeepSupervisionLoss`` over them (weights 1, 1/2, 1/4)."""
+    from monai.losses import DeepSupervisionLoss, DiceCELoss
+
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+    if not deep_supervision:
+        return loss_fn
+    ds_loss = DeepSupervisionLoss(loss_fn, weight_mode="exp")
+    # DynUNet stacks the heads' outputs (upsampled to full size) on dim 1 in training mode.
+    return lambda out, y: ds_loss(list(torch.unbind(out, dim=1)), y)
+
+
 LR_SCHEDULES = ("poly", "constant")
 
 
@@ -120,18 +134,12 @@ def train_full_segmenter(images: list[FullImage], steps: int, seed: int, patch_p
     lower decoder levels, their losses weighted 1/2, 1/4 (0 = none)."""
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
-    from monai.losses import DeepSupervisionLoss, DiceCELoss
-
     torch.manual_seed(seed)
     # channels_last: at most a few % less time per step on the CPU here, within run-to-run noise
     # (BENCHMARKS.md); convolution backward dominates either way.
     model = make_full_net(filters, deep_supervision).to(device, memory_format=torch.channels_last)
     sampler = _PatchSampler(images, patch_px, foreground_fraction, seed)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
-    if deep_supervision:
-        # DynUNet stacks the heads' outputs (upsampled to full size) on dim 1 in training mode.
-        ds_loss = DeepSupervisionLoss(loss_fn, weight_mode="exp")
-        loss_fn = lambda out, y: ds_loss(list(torch.unbind(out, dim=1)), y)  # noqa: E731
+    loss_fn = full_loss(deep_supervision)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for step in range(steps):
@@ -215,5 +223,5 @@ def score_image(prob: np.ndarray, fi: FullImage, spacing_mm: float, candidate_th
     return ImageScore(dice, lesion_dice, lesion_score, np.asarray(fp, dtype=np.float64))
 
 
-__all__ = ["LR_SCHEDULES", "ImageScore", "make_full_net", "model_name", "predict_full", "scheduled_lr", "score_image",
-           "train_full_segmenter"]
+__all__ = ["LR_SCHEDULES", "ImageScore", "full_loss", "make_full_net", "model_name", "predict_full", "scheduled_lr",
+           "score_image", "train_full_segmenter"]
