@@ -37,8 +37,8 @@ from medsynth.metrics.utility.stats import dice_per_case
 from medsynth.models.patches import default_lesion_rule, lesion_components
 
 
-def model_name(filters: list[int], lr_schedule: str = "poly", deep_supervision: int = 0,
-               foreground_fraction: float = 0.33) -> str:
+def model_name(filters: list[int], lr_schedule: str, deep_supervision: int, foreground_fraction: float) -> str:
+    """The network and training in words, for the settings (every argument from ``utility.full``)."""
     ds = f", deep supervision ({deep_supervision} extra heads)" if deep_supervision else ""
     return (f"monai DynUNet(filters={list(filters)}, strides=[1,2,...], instance norm{ds}), DiceCE (batch Dice), "
             f"Adam ({lr_schedule} learning rate), {foreground_fraction:.0%} foreground oversampling, "
