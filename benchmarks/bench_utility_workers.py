@@ -1,6 +1,7 @@
 """Why the utility protocol trains its networks in one-thread worker processes: time per training step
-of the whole-image DynUNet as configured (8 patches of 96 px by default) in one process with all
-threads, in one process with one thread, and in two one-thread processes at once.
+of the whole-image DynUNet as configured (8 patches of 96 px by default, ``mixed_precision`` as this
+machine resolves it) in one process with all threads, in one process with one thread, and in two
+one-thread processes at once; and the one-thread step in the other precision, for comparison.
 
     .venv/bin/python benchmarks/bench_utility_workers.py [--steps 60]
 """
@@ -18,15 +19,25 @@ except ImportError:  # pragma: no cover
     from _common import print_rows
 
 
-def step_ms(threads: int, steps: int) -> float:
+def configured_precision() -> str:
+    """``utility.full.mixed_precision`` of ``configs/evaluate.yaml`` as this machine resolves it."""
+    from medsynth.config import load_config
+    from medsynth.runtime import resolve_mixed_precision
+
+    return resolve_mixed_precision(load_config(None, kind="evaluate")["utility"]["full"]["mixed_precision"], "cpu")
+
+
+def step_ms(threads: int, steps: int, precision: str | None = None) -> float:
     """Mean milliseconds per training step at ``threads`` torch threads (after 5 warm-up steps): the
-    network, loss, memory format, batch and patch of ``configs/evaluate.yaml``'s ``utility.full``."""
+    network, loss, memory format, batch and patch of ``configs/evaluate.yaml``'s ``utility.full``, in
+    ``precision`` (``no`` | ``bf16``; None: as configured)."""
     import torch
 
     from medsynth.config import load_config
     from medsynth.metrics.utility.full import full_loss, make_full_net
 
     f = load_config(None, kind="evaluate")["utility"]["full"]
+    precision = precision or configured_precision()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = make_full_net(list(f["filters"]), int(f["deep_supervision"])).to(memory_format=torch.channels_last)
@@ -38,14 +49,16 @@ def step_ms(threads: int, steps: int) -> float:
     for i in range(steps + 5):
         if i == 5:
             t0 = time.perf_counter()
-        loss = loss_fn(model(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = model(x)
+        loss = loss_fn(out.float(), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
     return (time.perf_counter() - t0) / steps * 1000
 
 
-def _child(args: tuple[int, int]) -> float:
+def _child(args: tuple) -> float:
     return step_ms(*args)
 
 
@@ -53,16 +66,22 @@ def run(quick: bool = False, steps: int | None = None) -> list[dict]:
     """Benchmark rows: ms per step in each arrangement (``quick``: 10 steps instead of 60)."""
     import torch
 
+    from medsynth.runtime import cpu_has_native_bf16
+
     steps = steps or (10 if quick else 60)
     cores = torch.get_num_threads()
     ctx = multiprocessing.get_context("spawn")  # fresh processes: none has run OpenMP threads before
     with ctx.Pool(1) as pool:
         all_threads = pool.apply(_child, ((cores, steps),))
         one = pool.apply(_child, ((1, steps),))
+        other = "no" if configured_precision() == "bf16" else "bf16"
+        # bf16 without native support is emulated (~30x slower): only timed where the chip has it.
+        one_other = pool.apply(_child, ((1, steps, other),)) if other == "no" or cpu_has_native_bf16() else None
     with ctx.Pool(cores) as pool:
         side_by_side = pool.map(_child, [(1, steps)] * cores)
     per_network = max(side_by_side) / cores
-    return [
+    precision = configured_precision()
+    rows = [
         {"benchmark": "utility workers", "metric": f"1 process x {cores} threads", "value": round(all_threads, 1),
          "unit": "ms/step", "note": f"{steps} steps"},
         {"benchmark": "utility workers", "metric": "1 process x 1 thread", "value": round(one, 1), "unit": "ms/step",
@@ -71,6 +90,13 @@ def run(quick: bool = False, steps: int | None = None) -> list[dict]:
          "value": round(max(side_by_side), 1), "unit": "ms/step",
          "note": f"{per_network:.1f} ms per network-step: {all_threads / per_network:.2f}x the networks per minute"},
     ]
+    for row in rows:
+        row["note"] = f"{precision}; {row['note']}".rstrip("; ")
+    if one_other is not None:
+        rows.append({"benchmark": "utility workers", "metric": f"1 process x 1 thread, {other}",
+                     "value": round(one_other, 1), "unit": "ms/step",
+                     "note": f"{one_other / one:.2f}x the configured precision's ({precision}) step time"})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -228,3 +228,56 @@ def test_deep_supervision_trains_its_heads_and_infers_at_full_resolution():
     for bad in (-1, True, 1.5):
         with pytest.raises(ConfigError, match="deep_supervision"):
             settings({"deep_supervision": bad})
+
+
+def test_whole_image_training_runs_its_forward_pass_in_the_precision_the_settings_resolve(monkeypatch):
+    """``full.mixed_precision``: ``bf16`` runs the training forward pass under bf16 autocast (a conv's
+    output is bf16) with fp32 weights that learn; ``no`` stays fp32; inference is fp32 either way. ``auto``
+    resolves by the chip (bf16 only where the CPU computes it natively) and the settings record the result."""
+    import torch
+
+    from medsynth import runtime
+    from medsynth.metrics.utility import full as full_task
+    from medsynth.metrics.utility.data import FullImage
+    from medsynth.metrics.utility.protocol import _settings
+
+    rng = np.random.default_rng(1)
+    label = np.zeros((40, 40), bool)
+    label[12:20, 14:22] = True
+    images = [FullImage(image=(rng.random((40, 40)) * 0.3 + 0.6 * label).astype(np.float32), label=label,
+                        lesions=[], classes=[], margins=[])]
+    seen: dict[str, set] = {}
+    make = full_task.make_full_net
+
+    def recording_net(filters, deep_supervision=0):
+        net = make(filters, deep_supervision)
+        first_conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+        first_conv.register_forward_hook(lambda m, i, o: seen.setdefault(mode, set()).add(o.dtype))
+        return net
+
+    monkeypatch.setattr(full_task, "make_full_net", recording_net)
+    for mode in ("bf16", "no"):
+        torch.manual_seed(3)
+        start = make([4, 8, 16], 1).state_dict()
+        model = full_task.train_full_segmenter(images, 2, 3, 32, 2, 0.01, 0.5, [4, 8, 16], deep_supervision=1,
+                                               mixed_precision=mode)
+        trained = model.state_dict()
+        assert all(v.dtype == torch.float32 for v in trained.values() if v.is_floating_point())
+        assert any(not torch.equal(start[k], trained[k]) for k in start)
+        training_dtypes = set(seen.pop(mode))
+        prob = full_task.predict_full(model, images[0].image, 32, 0.25)
+        assert seen.pop(mode) == {torch.float32} and prob.dtype == np.float32
+        assert training_dtypes == ({torch.bfloat16} if mode == "bf16" else {torch.float32})
+    with pytest.raises(ValueError, match="mixed_precision"):
+        full_task.train_full_segmenter(images, 1, 0, 32, 2, 0.01, 0.5, [4, 8, 16], mixed_precision="fp16")
+
+    def settings(full):
+        return _settings({"utility": {"full": full}}, None, None, None, None, None, None, None)
+
+    for native, expected in ((True, "bf16"), (False, "no")):
+        monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda native=native: native)
+        assert settings({"mixed_precision": "auto"})["full"]["mixed_precision"] == expected
+    assert settings({"mixed_precision": "no"})["full"]["mixed_precision"] == "no"
+    for bad in ("fp16", True, "yes"):
+        with pytest.raises(ConfigError, match="mixed_precision"):
+            settings({"mixed_precision": bad})

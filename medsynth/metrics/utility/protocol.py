@@ -94,6 +94,14 @@ def _settings(config: Any, steps: int | None, seeds: int | None, batch_size: int
     # A network of n levels has n - 2 decoder levels below full resolution above its bottom; the settings
     # record the number of heads used.
     u["full"]["deep_supervision"] = min(ds, max(0, n_levels - 2))
+    from medsynth.metrics.utility.full import MIXED_PRECISION
+    from medsynth.runtime import resolve_mixed_precision
+
+    mp = u["full"]["mixed_precision"]
+    if mp not in ("auto", *MIXED_PRECISION):
+        raise ConfigError(f"full.mixed_precision must be auto, bf16 or no, got {mp!r}")
+    # The settings record the precision used, "auto" resolved for this machine.
+    u["full"]["mixed_precision"] = resolve_mixed_precision(mp, u["device"].split(":")[0])
     u["roi_mm"], u["roi_px"] = float(cfg["roi_mm"]), int(cfg["roi_px"])
     w = u["workers"]
     if not (w == "auto" or (isinstance(w, int) and not isinstance(w, bool) and w >= 1)):
@@ -512,7 +520,8 @@ def _train_and_score(task: str, u: dict[str, Any], train: UtilitySet, syn: Utili
     model = full_task.train_full_segmenter(pool, int(f["steps"]), seed, int(f["patch_px"]), int(f["batch_size"]),
                                            float(f["lr"]), float(f["foreground_fraction"]), list(f["filters"]),
                                            device=u["device"], lr_schedule=str(f["lr_schedule"]),
-                                           deep_supervision=int(f["deep_supervision"]))
+                                           deep_supervision=int(f["deep_supervision"]),
+                                           mixed_precision=str(f["mixed_precision"]))
     thresholds = threshold_grid(float(f["candidate_threshold"]))
     dice, les_dice, les_score, fp_counts = [], [], [], []
     for fi in test.full:
