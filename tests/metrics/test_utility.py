@@ -281,3 +281,26 @@ def test_whole_image_training_runs_its_forward_pass_in_the_precision_the_setting
     for bad in ("fp16", True, "yes"):
         with pytest.raises(ConfigError, match="mixed_precision"):
             settings({"mixed_precision": bad})
+
+
+def test_test_time_mirroring_makes_the_prediction_flip_equivariant():
+    """nnU-Net's test-time mirroring averages the logits of the image's four flips, so the prediction of a
+    flipped image is the flipped prediction (exactly, whatever the network); without it an untrained
+    network is not equivariant, so the check can fail. A bad setting is refused."""
+    import torch
+
+    from medsynth.metrics.utility.full import make_full_net, predict_full
+    from medsynth.metrics.utility.protocol import _settings
+
+    torch.manual_seed(0)
+    model = make_full_net([4, 8, 16], 1).eval()
+    image = np.random.default_rng(2).random((40, 56)).astype(np.float32)
+    for flip in (np.fliplr, np.flipud):
+        plain = predict_full(model, image, 32, 0.25)
+        assert np.abs(predict_full(model, flip(image), 32, 0.25) - flip(plain)).max() > 1e-4
+        mirrored = predict_full(model, image, 32, 0.25, mirror=True)
+        np.testing.assert_allclose(predict_full(model, flip(image), 32, 0.25, mirror=True), flip(mirrored),
+                                   atol=1e-5)
+        assert np.abs(mirrored - plain).max() > 1e-4 and mirrored.shape == image.shape
+    with pytest.raises(ConfigError, match="test_time_mirroring"):
+        _settings({"utility": {"full": {"test_time_mirroring": "yes"}}}, None, None, None, None, None, None, None)

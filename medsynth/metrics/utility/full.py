@@ -163,17 +163,30 @@ def train_full_segmenter(images: list[FullImage], steps: int, seed: int, patch_p
     return model.eval()
 
 
+# Test-time mirroring: the flips of the image predicted and averaged (as the network trained on them).
+MIRROR_AXES: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
+
+
 def predict_full(model: torch.nn.Module, image: np.ndarray, patch_px: int, overlap: float,
-                 sw_batch_size: int = 8) -> np.ndarray:
-    """Lesion probability (rows, cols) of a whole image by sliding-window inference."""
+                 sw_batch_size: int = 8, mirror: bool = False) -> np.ndarray:
+    """Lesion probability (rows, cols) of a whole image by sliding-window inference. ``mirror``:
+    nnU-Net's test-time mirroring: the logits of the image and of its three flips (left-right, up-down,
+    both), each flipped back, are averaged before the softmax (the network trained with these flips)."""
     from monai.inferers import sliding_window_inference
 
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
     x = x.to(next(model.parameters()).device)
+    logits = None
     with torch.no_grad():
-        logits = sliding_window_inference(x, (patch_px, patch_px), sw_batch_size, model, overlap=overlap,
+        for axes in MIRROR_AXES if mirror else ((),):
+            xi = torch.flip(x, axes) if axes else x
+            li = sliding_window_inference(xi, (patch_px, patch_px), sw_batch_size, model, overlap=overlap,
                                           mode="gaussian")
-    return torch.softmax(logits, dim=1)[0, 1].cpu().numpy()
+            li = torch.flip(li, axes) if axes else li
+            logits = li if logits is None else logits + li
+    assert logits is not None
+    n = len(MIRROR_AXES) if mirror else 1
+    return torch.softmax(logits / n, dim=1)[0, 1].cpu().numpy()
 
 
 @dataclass
@@ -232,5 +245,5 @@ def score_image(prob: np.ndarray, fi: FullImage, spacing_mm: float, candidate_th
     return ImageScore(dice, lesion_dice, lesion_score, np.asarray(fp, dtype=np.float64))
 
 
-__all__ = ["LR_SCHEDULES", "MIXED_PRECISION", "ImageScore", "full_loss", "make_full_net", "model_name", "predict_full",
+__all__ = ["LR_SCHEDULES", "MIRROR_AXES", "MIXED_PRECISION", "ImageScore", "full_loss", "make_full_net", "model_name", "predict_full",
            "scheduled_lr", "score_image", "train_full_segmenter"]

@@ -100,6 +100,8 @@ def _settings(config: Any, steps: int | None, seeds: int | None, batch_size: int
     mp = u["full"]["mixed_precision"]
     if mp not in ("auto", *MIXED_PRECISION):
         raise ConfigError(f"full.mixed_precision must be auto, bf16 or no, got {mp!r}")
+    if not isinstance(u["full"]["test_time_mirroring"], bool):
+        raise ConfigError(f"full.test_time_mirroring must be true or false, got {u['full']['test_time_mirroring']!r}")
     # The settings record the precision used, "auto" resolved for this machine.
     u["full"]["mixed_precision"] = resolve_mixed_precision(mp, u["device"].split(":")[0])
     u["roi_mm"], u["roi_px"] = float(cfg["roi_mm"]), int(cfg["roi_px"])
@@ -525,7 +527,8 @@ def _train_and_score(task: str, u: dict[str, Any], train: UtilitySet, syn: Utili
     thresholds = threshold_grid(float(f["candidate_threshold"]))
     dice, les_dice, les_score, fp_counts = [], [], [], []
     for fi in test.full:
-        prob = full_task.predict_full(model, fi.image, int(f["patch_px"]), float(f["overlap"]))
+        prob = full_task.predict_full(model, fi.image, int(f["patch_px"]), float(f["overlap"]),
+                                      mirror=bool(f["test_time_mirroring"]))
         sc = full_task.score_image(prob, fi, float(f["spacing_mm"]), float(f["candidate_threshold"]),
                                    float(f["window_mm"]))
         dice.append(sc.dice)
