@@ -245,5 +245,5 @@ def score_image(prob: np.ndarray, fi: FullImage, spacing_mm: float, candidate_th
     return ImageScore(dice, lesion_dice, lesion_score, np.asarray(fp, dtype=np.float64))
 
 
-__all__ = ["LR_SCHEDULES", "MIRROR_AXES", "MIXED_PRECISION", "ImageScore", "full_loss", "make_full_net", "model_name", "predict_full",
-           "scheduled_lr", "score_image", "train_full_segmenter"]
+__all__ = ["LR_SCHEDULES", "MIRROR_AXES", "MIXED_PRECISION", "ImageScore", "full_loss", "make_full_net", "model_name",
+           "predict_full", "scheduled_lr", "score_image", "train_full_segmenter"]
