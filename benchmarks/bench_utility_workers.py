@@ -27,17 +27,16 @@ def configured_precision() -> str:
     return resolve_mixed_precision(load_config(None, kind="evaluate")["utility"]["full"]["mixed_precision"], "cpu")
 
 
-def step_ms(threads: int, steps: int, precision: str | None = None) -> float:
+def step_ms(threads: int, steps: int, precision: str) -> float:
     """Mean milliseconds per training step at ``threads`` torch threads (after 5 warm-up steps): the
-    network, loss, memory format, batch and patch of ``configs/evaluate.yaml``'s ``utility.full``, in
-    ``precision`` (``no`` | ``bf16``; None: as configured)."""
+    network, loss, memory format, batch and patch of ``configs/evaluate.yaml``'s ``utility.full``, and the
+    protocol's own training step, in ``precision`` (``no`` | ``bf16``)."""
     import torch
 
     from medsynth.config import load_config
-    from medsynth.metrics.utility.full import full_loss, make_full_net
+    from medsynth.metrics.utility.full import full_loss, make_full_net, training_step
 
     f = load_config(None, kind="evaluate")["utility"]["full"]
-    precision = precision or configured_precision()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = make_full_net(list(f["filters"]), int(f["deep_supervision"])).to(memory_format=torch.channels_last)
@@ -49,12 +48,7 @@ def step_ms(threads: int, steps: int, precision: str | None = None) -> float:
     for i in range(steps + 5):
         if i == 5:
             t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            out = model(x)
-        loss = loss_fn(out.float(), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        training_step(model, opt, loss_fn, x, y, precision)
     return (time.perf_counter() - t0) / steps * 1000
 
 
@@ -70,17 +64,17 @@ def run(quick: bool = False, steps: int | None = None) -> list[dict]:
 
     steps = steps or (10 if quick else 60)
     cores = torch.get_num_threads()
+    precision = configured_precision()
+    other = "no" if precision == "bf16" else "bf16"
     ctx = multiprocessing.get_context("spawn")  # fresh processes: none has run OpenMP threads before
     with ctx.Pool(1) as pool:
-        all_threads = pool.apply(_child, ((cores, steps),))
-        one = pool.apply(_child, ((1, steps),))
-        other = "no" if configured_precision() == "bf16" else "bf16"
+        all_threads = pool.apply(_child, ((cores, steps, precision),))
+        one = pool.apply(_child, ((1, steps, precision),))
         # bf16 without native support is emulated (~30x slower): only timed where the chip has it.
         one_other = pool.apply(_child, ((1, steps, other),)) if other == "no" or cpu_has_native_bf16() else None
     with ctx.Pool(cores) as pool:
-        side_by_side = pool.map(_child, [(1, steps)] * cores)
+        side_by_side = pool.map(_child, [(1, steps, precision)] * cores)
     per_network = max(side_by_side) / cores
-    precision = configured_precision()
     rows = [
         {"benchmark": "utility workers", "metric": f"1 process x {cores} threads", "value": round(all_threads, 1),
          "unit": "ms/step", "note": f"{steps} steps"},

@@ -154,13 +154,21 @@ def train_full_segmenter(images: list[FullImage], steps: int, seed: int, patch_p
             group["lr"] = scheduled_lr(lr, step, steps, lr_schedule)
         x, y = sampler.batch(batch_size)
         x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed_precision == "bf16"):
-            out = model(x)
-        loss = loss_fn(out.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        training_step(model, opt, loss_fn, x, y, mixed_precision)
     return model.eval()
+
+
+def training_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
+                  loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                  mixed_precision: str = "no") -> None:
+    """One optimiser step of the whole-image network: the forward pass under bf16 autocast for
+    ``mixed_precision="bf16"``, the loss and the update in fp32."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=mixed_precision == "bf16"):
+        out = model(x)
+    loss = loss_fn(out.float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
 
 
 # Test-time mirroring: the flips of the image predicted and averaged (as the network trained on them).
@@ -176,17 +184,12 @@ def predict_full(model: torch.nn.Module, image: np.ndarray, patch_px: int, overl
 
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
     x = x.to(next(model.parameters()).device)
-    logits = None
+    flips = MIRROR_AXES if mirror else ((),)  # torch.flip over no axis is the identity
     with torch.no_grad():
-        for axes in MIRROR_AXES if mirror else ((),):
-            xi = torch.flip(x, axes) if axes else x
-            li = sliding_window_inference(xi, (patch_px, patch_px), sw_batch_size, model, overlap=overlap,
-                                          mode="gaussian")
-            li = torch.flip(li, axes) if axes else li
-            logits = li if logits is None else logits + li
-    assert logits is not None
-    n = len(MIRROR_AXES) if mirror else 1
-    return torch.softmax(logits / n, dim=1)[0, 1].cpu().numpy()
+        logits = sum(torch.flip(sliding_window_inference(torch.flip(x, axes), (patch_px, patch_px), sw_batch_size,
+                                                         model, overlap=overlap, mode="gaussian"), axes)
+                     for axes in flips) / len(flips)
+    return torch.softmax(logits, dim=1)[0, 1].cpu().numpy()
 
 
 @dataclass
@@ -246,4 +249,4 @@ def score_image(prob: np.ndarray, fi: FullImage, spacing_mm: float, candidate_th
 
 
 __all__ = ["LR_SCHEDULES", "MIRROR_AXES", "MIXED_PRECISION", "ImageScore", "full_loss", "make_full_net", "model_name",
-           "predict_full", "scheduled_lr", "score_image", "train_full_segmenter"]
+           "predict_full", "scheduled_lr", "score_image", "train_full_segmenter", "training_step"]

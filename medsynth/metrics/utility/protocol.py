@@ -82,7 +82,8 @@ def _settings(config: Any, steps: int | None, seeds: int | None, batch_size: int
         raise ConfigError(f"regimes must be fractions in (0, 1], got {u['regimes']!r}")
     if not 0 <= float(u["full"]["foreground_fraction"]) <= 1:
         raise ConfigError(f"full.foreground_fraction must lie in [0, 1], got {u['full']['foreground_fraction']}")
-    from medsynth.metrics.utility.full import LR_SCHEDULES
+    from medsynth.metrics.utility.full import LR_SCHEDULES, MIXED_PRECISION
+    from medsynth.runtime import resolve_mixed_precision
 
     if u["full"]["lr_schedule"] not in LR_SCHEDULES:
         raise ConfigError(f"full.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
@@ -94,12 +95,9 @@ def _settings(config: Any, steps: int | None, seeds: int | None, batch_size: int
     # A network of n levels has n - 2 decoder levels below full resolution above its bottom; the settings
     # record the number of heads used.
     u["full"]["deep_supervision"] = min(ds, max(0, n_levels - 2))
-    from medsynth.metrics.utility.full import MIXED_PRECISION
-    from medsynth.runtime import resolve_mixed_precision
-
     mp = u["full"]["mixed_precision"]
     if mp not in ("auto", *MIXED_PRECISION):
-        raise ConfigError(f"full.mixed_precision must be auto, bf16 or no, got {mp!r}")
+        raise ConfigError(f"full.mixed_precision must be one of auto, {', '.join(MIXED_PRECISION)}, got {mp!r}")
     if not isinstance(u["full"]["test_time_mirroring"], bool):
         raise ConfigError(f"full.test_time_mirroring must be true or false, got {u['full']['test_time_mirroring']!r}")
     # The settings record the precision used, "auto" resolved for this machine.
