@@ -22,7 +22,8 @@ ROOT = str(Path(__file__).resolve().parents[1])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-MODULES = ("benchmarks.bench_inpainting", "benchmarks.bench_training", "benchmarks.bench_dp")
+MODULES = ("benchmarks.bench_inpainting", "benchmarks.bench_training", "benchmarks.bench_dp",
+           "benchmarks.bench_calc_specks")
 ROW_KEYS = {"benchmark", "metric", "value", "unit", "note"}
 
 
@@ -156,3 +157,31 @@ def test_dp_quick_run() -> None:
     assert by["grad_sample_error_full_functorch"]["value"] < 1e-3  # the reference check itself works
     assert by["seconds_per_sample_full_functorch"]["value"] > 0
     assert by["fastest_correct_mode_full"]["value"] == "functorch"
+
+
+def test_calc_specks_counts_specks_and_scores_a_painted_polygon_as_a_shift() -> None:
+    """bench_calc_specks' figures: a cluster's specks are counted; the original scores shift 0, the
+    same crop with its mask region brightened by twice the tissue's spread scores about 2, and a
+    smooth fill without specks counts none."""
+    from scipy import ndimage
+
+    from benchmarks.bench_calc_specks import speck_figures
+
+    rng = np.random.default_rng(0)
+    tissue = ndimage.gaussian_filter(rng.normal(0.5, 0.1, (64, 64)), 4)
+    mask = np.zeros((64, 64), bool)
+    mask[22:42, 22:42] = True
+    image = tissue.copy()
+    for r, c in [(25, 25), (25, 35), (30, 30), (35, 26), (38, 38), (33, 37)]:
+        image[r, c] += 0.3
+    real = speck_figures(image[None], mask[None], 0.32)
+    assert real["specks_median"] == 6
+    same = speck_figures(image[None], mask[None], 0.32, image[None])
+    assert same["shift_median"] == pytest.approx(0.0, abs=1e-9)
+    ring = ndimage.binary_dilation(mask, iterations=9) & ~ndimage.binary_dilation(mask, iterations=3)
+    spread = ndimage.gaussian_filter(image, 1 / 0.32)[ring].std()
+    brighter = image + 2 * spread * mask
+    shifted = speck_figures(brighter[None], mask[None], 0.32, image[None])
+    assert 1.5 < shifted["shift_median"] < 2.5
+    smooth = np.where(mask, tissue.mean(), tissue)
+    assert speck_figures(smooth[None], mask[None], 0.32)["specks_median"] == 0

@@ -41,6 +41,10 @@ def train(
     spacing_mm: Optional[str] = typer.Option(
         None, "--spacing-mm", help="Pixel spacing (mm; one number or ROW,COL) of images whose files state none."
     ),
+    lesion_class: Optional[list[str]] = typer.Option(
+        None, "--class", help="Train a painter of these classes only: mass|calcification (repeat or comma-separate). "
+        "(default both)"
+    ),
     dp: DpFlag = False,
     target_epsilon: TargetEpsilon = None,
     target_delta: TargetDelta = None,
@@ -58,10 +62,11 @@ def train(
     from medsynth.runtime import describe_environment
 
     dp_settings = dp_options(dp, target_epsilon, target_delta, max_grad_norm, secure_mode, dp_seeded_noise)
+    classes = [v for item in lesion_class or () for v in item.replace(",", " ").split()] or None
     model = run_train(data, out, config=config, steps=steps, image_size=image_size, resume=resume or force_resume,
                       dp=dp_settings, progress=not quiet, batch_size=batch_size, mixed_precision=mixed_precision,
                       device=device, deterministic=deterministic, force_resume=force_resume,
-                      **{"data.spacing_mm": parse_spacing(spacing_mm, "--spacing-mm")})
+                      classes=classes, **{"data.spacing_mm": parse_spacing(spacing_mm, "--spacing-mm")})
     card = model.model_card
     print_summary("medsynth train", [
         ("model", str(out)),

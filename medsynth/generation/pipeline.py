@@ -516,6 +516,11 @@ def generate(
     if smallest <= 0:
         raise ConfigError(f"the model's ROI ({model_facts['image_size']} px) leaves no room for a lesion")
     asked = set(getattr(mask_source, "classes", ()) or ())
+    learnt = set(getattr(model_obj, "classes", ()) or ("mass", "calcification"))
+    if asked - learnt:
+        raise ConfigError(
+            f"the model paints only {', '.join(sorted(learnt))} (its 'classes' setting); asked for "
+            f"{', '.join(sorted(asked - learnt))}: choose the classes with --class, or use another model")
     unproven = sorted(asked - set(cfg["classes_shown_to_help"]))
     if unproven:
         warnings.warn(

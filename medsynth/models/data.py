@@ -251,6 +251,18 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, healthy: torch.Tens
     return images, masks
 
 
+def lesion_classes(value: Any) -> tuple[str, ...]:
+    """The lesion classes a model learns (its ``classes`` setting): None = both; else a non-empty list of
+    ``mass`` / ``calcification``."""
+    known = ("mass", "calcification")
+    if value is None:
+        return known
+    names = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else None
+    if not names or any(n not in known for n in names):
+        raise ConfigError(f"classes must be null or a non-empty list of {', '.join(known)}; got {value!r}")
+    return tuple(k for k in known if k in names)
+
+
 def resolve_calcification_spacing(value: Any, spacing_mm: float, spacings: Sequence[tuple[float, float]]) -> float:
     """The calcification patch spacing: a number as given, None = ``spacing_mm`` (one scale), "auto" =
     the median of the data's finer pixel side, at least 0.1 mm (specks of 0.1-1 mm stay 1-10 px)."""
@@ -308,6 +320,7 @@ def build_patch_bank(
     *,
     calcification_spacing_mm: float | str | None = None,
     band_mm: float = 0.0,
+    classes: Any = None,
 ) -> PatchBank:
     """Cut the training patches out of ``data``.
 
@@ -324,6 +337,8 @@ def build_patch_bank(
         calcification_spacing_mm: patch spacing of calcifications: None = ``spacing_mm`` (one scale,
             as the first model), "auto" = the data's own (see :func:`resolve_calcification_spacing`).
         band_mm: masses' editable band; their crops keep at least the band plus 1 mm of context.
+        classes: the lesion classes to cut (the model's ``classes``): None = both; ``["calcification"]``
+            = a dedicated calcification painter's crops (healthy ones at its spacing only).
 
     Raises:
         InvalidDatasetError: the data yields no patch at all.
@@ -335,6 +350,9 @@ def build_patch_bank(
         items = items[: int(cfg["max_cases"])]
     fine_mm = resolve_calcification_spacing(calcification_spacing_mm, spacing_mm, [sp for _, _, sp in items])
     two_scales = abs(fine_mm - float(spacing_mm)) > 1e-9
+    classes = lesion_classes(classes)
+    # Healthy crops at the scale of each class learnt (a dedicated calcification painter: the fine one only).
+    scales = sorted({fine_mm if k == "calcification" else float(spacing_mm) for k in classes}, reverse=True)
     rng = np.random.default_rng(seed)
     rule = lesion_rule_of(cfg)
     margin = max(rule["margin_mm"], float(band_mm) + 1.0) if band_mm > 0 else rule["margin_mm"]
@@ -373,6 +391,8 @@ def build_patch_bank(
         for lesion in lesions:
             attributes = lesion_attributes(lesion, (sr, sc), records, density, meta)
             klass = attributes["class"]
+            if klass not in classes:
+                continue
             sp = fine_mm if klass == "calcification" else float(spacing_mm)
             roi_mm = image_size * sp
             own = lesion.full_mask()
@@ -401,7 +421,7 @@ def build_patch_bank(
         # Healthy tissue: ROI fully inside the breast and away from every lesion, at each scale.
         tissue = image > (float(image.min()) + float(cfg["tissue_threshold"]))
         H, W = image.shape
-        for sp in ([float(spacing_mm), fine_mm] if two_scales else [float(spacing_mm)]):
+        for sp in (scales if two_scales else [float(spacing_mm)]):
             roi_mm = image_size * sp
             hh, ww = int(round(roi_mm / sr)), int(round(roi_mm / sc))
             if H < hh or W < ww or int(cfg["healthy_crops_per_case"]) <= 0:
@@ -450,6 +470,7 @@ def build_patch_bank(
         image_size=image_size,
         spacing_mm=float(spacing_mm),
         calcification_spacing_mm=fine_mm,
+        classes=list(classes),
         texture_transmission={k: round(float(np.median(v)), 3) for k, v in ratios.items() if len(v) >= 3},
         attributes_known={name: int((codes_t[:, k] != attrs.offsets()[name]).sum())
                           for k, name in enumerate(attrs.ATTRIBUTES)},

@@ -375,6 +375,11 @@ class LesionInpainter(PretrainedMixin):
             return float(fine)
         return float(self.config["spacing_mm"])
 
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The lesion classes this model learnt to paint (a dedicated painter's ``data.classes``)."""
+        return tuple(self.config.get("classes") or ("mass", "calcification"))
+
     def band_mm_for(self, klass: str = "mass") -> float:
         """How far outside the mask the model may paint for class ``klass`` (masses only)."""
         return float(self.config.get("band_mm") or 0.0) if (self.attributed and klass != "calcification") else 0.0

@@ -514,22 +514,26 @@ def check_output_dir(out: Path, resume: bool, marker: str) -> Path:
 
 
 def bank_options(model_config: dict[str, Any]) -> dict[str, Any]:
-    """The model settings :func:`build_patch_bank` needs: the calcification spacing and the band."""
+    """The model settings :func:`build_patch_bank` needs: the calcification spacing, the band, the classes."""
     if not (model_config["conditional"] and model_config.get("attributes")):
         return {}
     return {"calcification_spacing_mm": model_config.get("calcification_spacing_mm"),
-            "band_mm": float(model_config.get("band_mm") or 0.0)}
+            "band_mm": float(model_config.get("band_mm") or 0.0), "classes": model_config.get("classes")}
 
 
 def resolve_data_settings(model_config: dict[str, Any], bank: PatchBank) -> dict[str, Any]:
     """The model config with its "auto" settings replaced by what the training data gave: the
-    calcification spacing and the texture transmission per class (1 where not measured)."""
+    calcification spacing and the texture transmission per class (1 where not measured); and the
+    classes of a dedicated painter (its bank's, where the config leaves ``classes`` null)."""
     config = dict(model_config)
     if config.get("calcification_spacing_mm") == "auto":
         config["calcification_spacing_mm"] = float(bank.info.get("calcification_spacing_mm") or config["spacing_mm"])
     if config.get("texture_transmission") == "auto":
         measured = bank.info.get("texture_transmission") or {}
         config["texture_transmission"] = {k: float(min(1.0, measured.get(k, 1.0))) for k in ("mass", "calcification")}
+    learnt = bank.info.get("classes")
+    if config.get("classes") is None and learnt and set(learnt) != {"mass", "calcification"}:
+        config["classes"] = list(learnt)  # a bank cut for a dedicated painter: generate refuses other classes
     return config
 
 

@@ -147,3 +147,42 @@ def test_a_model_saved_before_attributes_loads_and_samples_as_before(bank, tmp_p
     np.testing.assert_array_equal(loaded(images, masks, seeds=[1, 2, 3]), first(images, masks, seeds=[1, 2, 3]))
     with pytest.raises(Exception, match="without attributes"):
         loaded(images, masks, seeds=[1, 2, 3], attributes={"margin": "spiculated"})
+
+
+def test_a_dedicated_calcification_painter_learns_only_calcifications_and_refuses_masses(tmp_path):
+    """``classes: [calcification]`` cuts calcification crops and healthy crops at the calcification
+    spacing only; the trained model records its classes, and generate refuses to paint masses with it
+    (an unknown class in the setting is refused too)."""
+    from medsynth.errors import ConfigError
+    from medsynth.generation.pipeline import generate
+    from medsynth.io.datasets import load_dataset
+    from medsynth.models.data import build_patch_bank
+    from medsynth.models.training import train
+    from medsynth.phantoms import make_phantoms
+
+    from .conftest import TINY
+
+    root = make_phantoms(tmp_path / "ph", n=8, seed=4, size=(160, 128), lesion_fraction=1.0)
+    data = load_dataset(root)
+    opts = {"lesion_crops_per_lesion": 1, "healthy_crops_per_case": 1}
+    both = build_patch_bank(data, 32, 0.8, opts, calcification_spacing_mm="auto")
+    calc = build_patch_bank(data, 32, 0.8, opts, calcification_spacing_mm="auto", classes=["calcification"])
+    names = [attrs.decode(r)["class"] for r in calc.codes.tolist()]
+    assert both.info["n_mass_crops"] > 0 and calc.info["n_mass_crops"] == 0
+    assert calc.info["n_calcification_crops"] == both.info["n_calcification_crops"] > 0
+    assert set(names) == {"calcification", "healthy"} and calc.info["classes"] == ["calcification"]
+    np.testing.assert_allclose(calc.spacing.numpy(), 0.64, rtol=1e-6)  # healthy crops too: no 0.8 mm crop
+    assert (both.spacing.numpy()[both.healthy.numpy()] > 0.7).any()
+    with pytest.raises(ConfigError, match="classes must be"):
+        build_patch_bank(data, 32, 0.8, opts, calcification_spacing_mm="auto", classes=["cyst"])
+
+    settings = {k: v for k, v in TINY.items() if k != "spacing_mm"}
+    model = train(data, tmp_path / "m", steps=2, progress=False, spacing_mm=0.8, classes=["calcification"],
+                  lesion_crops_per_lesion=1, **settings)
+    assert model.classes == ("calcification",) and model.model_card["data"]["n_mass_crops"] == 0
+    bg = make_phantoms(tmp_path / "bg", n=2, seed=5, size=(160, 128), lesion_fraction=0.0)
+    with pytest.raises(ConfigError, match="paints only calcification"):
+        generate(tmp_path / "m", bg, "shapes", 1, tmp_path / "s", "nnunet", progress=False)
+    res = generate(tmp_path / "m", bg, "shapes", 1, tmp_path / "s", "nnunet", progress=False,
+                   mask_options={"classes": ["calcification"]}, num_inference_steps=2)
+    assert res.lesions == {"calcification": 1}

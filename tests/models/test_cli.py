@@ -107,3 +107,17 @@ def test_dp_noise_flags(tmp_path, capsys):
     assert rc == 2 and "exclude each other" in capsys.readouterr().err
     rc = main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--dp", "--mixed-precision", "fp16", "--quiet"])
     assert rc == 2 and "fp16" in capsys.readouterr().err
+
+
+def test_train_class_option_trains_a_dedicated_painter_and_refuses_unknown_classes(phantom_dir, tmp_path):
+    from medsynth.cli import main
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_YAML)
+    rc = main(["train", str(phantom_dir), "--out", str(tmp_path / "m"), "--config", str(cfg), "--steps", "1",
+               "--class", "calcification", "--quiet"])
+    assert rc == 0
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["classes"] == ["calcification"]
+    assert main(["train", str(phantom_dir), "--out", str(tmp_path / "x"), "--config", str(cfg), "--steps", "1",
+                 "--class", "cyst", "--quiet"]) == 2
+    assert not (tmp_path / "x" / "config.json").exists()
