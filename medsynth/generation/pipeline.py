@@ -353,13 +353,15 @@ def _prepare_case(index: int, seed: int, backgrounds: Sequence[Any], masks: Mask
 
 
 def _inpaint_step(model: Any, cases: list[_Prepared], k: int, steps: int | None, model_batch: int,
-                  guidance_scale: float | None = None) -> None:
+                  guidance_scale: float | None = None, sampling: dict[str, dict[str, Any]] | None = None) -> None:
     """Paint lesion ``k`` of every case in ``cases`` (in place), calling the model in fixed-size batches.
 
     Each lesion's ROI is cut at the model's spacing for its class (:meth:`LesionInpainter.prepare_roi`);
-    ROIs of one size form a group (the size depends on the lesion only), called in batches of
+    ROIs of one class and size form a group (the size depends on the lesion only), called in batches of
     ``model_batch`` padded with copies of their first patch, and the change is put back at the
-    image's resolution (:meth:`LesionInpainter.finish_roi`).
+    image's resolution (:meth:`LesionInpainter.finish_roi`). ``sampling`` gives a class its own
+    sampler, steps and guidance (``calcification_sampling`` of configs/generate.yaml); other classes
+    use ``steps`` and ``guidance_scale`` with the model's sampler.
     """
     todo = [c for c in cases if k < len(c.lesion_masks)]
     if not todo:
@@ -367,9 +369,10 @@ def _inpaint_step(model: Any, cases: list[_Prepared], k: int, steps: int | None,
     attributed = bool(getattr(model, "attributed", False))
     jobs = [model.prepare_roi(c.image, c.lesion_masks[k], c.spacing, c.lesions[k].get("conditioning"))
             for c in todo]
-    sizes = sorted({job.patch.shape[0] for job in jobs})
-    for size in sizes:
-        group = [j for j, job in enumerate(jobs) if job.patch.shape[0] == size]
+    keys = [(getattr(job, "klass", "mass"), job.patch.shape[0]) for job in jobs]
+    for klass, size in sorted(set(keys)):
+        plan = (sampling or {}).get(klass) or {}
+        group = [j for j, key in enumerate(keys) if key == (klass, size)]
         for start in range(0, len(group), model_batch):
             chunk = group[start : start + model_batch]
             # Padding keeps the model's batch shape fixed (see the module docstring).
@@ -377,12 +380,38 @@ def _inpaint_step(model: Any, cases: list[_Prepared], k: int, steps: int | None,
             kwargs: dict[str, Any] = {}
             if attributed:
                 kwargs = {"attributes": np.stack([jobs[j].codes for j in rows]),
-                          "regions": np.stack([jobs[j].region for j in rows]), "guidance_scale": guidance_scale}
+                          "regions": np.stack([jobs[j].region for j in rows]),
+                          "guidance_scale": plan.get("guidance_scale", guidance_scale)}
+                if plan.get("sampler"):
+                    kwargs["sampler"] = plan["sampler"]
             result = model(np.stack([jobs[j].patch for j in rows]), np.stack([jobs[j].mask for j in rows]),
-                           seeds=[todo[j].seeds[k] for j in rows], num_inference_steps=steps, **kwargs)
+                           seeds=[todo[j].seeds[k] for j in rows],
+                           num_inference_steps=plan.get("num_inference_steps", steps), **kwargs)
             for row, j in enumerate(chunk):
                 case = todo[j]
                 case.image = model.finish_roi(case.image, jobs[j], np.asarray(result[row]), case.lesion_masks[k])
+
+
+def _class_sampling(cfg: dict[str, Any], model: Any, steps: int, guidance: float) -> dict[str, dict[str, Any]]:
+    """Per-class sampling of an attribute-conditioned model: ``calcification_sampling`` of the config,
+    its null entries filled with what masses use. Returns {} when it sets nothing."""
+    raw = cfg.get("calcification_sampling") or {}
+    unknown = set(raw) - {"sampler", "num_inference_steps", "guidance_scale"}
+    if unknown:
+        raise ConfigError(f"unknown calcification_sampling setting(s): {', '.join(sorted(unknown))}")
+    if not any(v is not None for v in raw.values()):
+        return {}
+    sampler = raw.get("sampler") or model.config.get("sampler", "ddim")
+    if sampler not in ("ddim", "dpmsolver++"):
+        raise ConfigError(f"calcification_sampling.sampler must be ddim or dpmsolver++, got {sampler!r}")
+    n = raw.get("num_inference_steps")
+    n = steps if n is None else n
+    if not isinstance(n, int) or n < 1:
+        raise ConfigError(f"calcification_sampling.num_inference_steps must be an integer >= 1, got {n!r}")
+    g = raw.get("guidance_scale")
+    g = model.resolve_guidance(guidance if g is None else float(g))
+    return {"calcification": {"sampler": sampler, "num_inference_steps": n, "guidance_scale": g,
+                              "unet_evaluations_per_lesion": model.unet_evaluations(n, g)}}
 
 
 def generate(
@@ -507,10 +536,13 @@ def generate(
         model_facts["guidance_scale"] = model_obj.resolve_guidance(guidance)
         model_facts["unet_evaluations_per_lesion"] = model_obj.unet_evaluations(steps, model_facts["guidance_scale"])
         model_facts["calcification_spacing_mm"] = model_obj.spacing_for("calcification")
+        sampling = _class_sampling(cfg, model_obj, steps, model_facts["guidance_scale"])
+        if sampling:
+            model_facts["class_sampling"] = sampling
         max_extent_mm: Any = {k: model_obj.max_extent_mm(k) for k in ("mass", "calcification")}
         smallest = min(max_extent_mm.values())
     else:
-        guidance = None
+        guidance, sampling = None, {}
         roi_mm = model_facts["image_size"] * model_facts["spacing_mm"]
         max_extent_mm = smallest = roi_mm - 2.0 * float(model_obj.config.get("roi_margin_mm", 2.0))
     if smallest <= 0:
@@ -595,7 +627,7 @@ def generate(
                                   steering) for i in todo[start : start + batch_size]]
             for k in range(lesions_per_case):
                 with deterministic_mode(deterministic):
-                    _inpaint_step(model_obj, step, k, steps, model_batch, guidance)
+                    _inpaint_step(model_obj, step, k, steps, model_batch, guidance, sampling)
             for case in step:
                 cid = case_id(case.index)
                 files = writer.write_case(cid, to_uint16(case.image), case.label, case.spacing,

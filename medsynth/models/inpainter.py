@@ -503,6 +503,7 @@ class LesionInpainter(PretrainedMixin):
         attributes: Any = None,
         regions: np.ndarray | torch.Tensor | None = None,
         guidance_scale: float | None = None,
+        sampler: str | None = None,
     ) -> np.ndarray | torch.Tensor:
         """Paint a lesion inside each mask.
 
@@ -522,6 +523,7 @@ class LesionInpainter(PretrainedMixin):
                 ``band_mm`` for masses, the mask itself for calcifications).
             guidance_scale: classifier-free guidance weight (default ``config["guidance_scale"]``;
                 1 = none, one UNet evaluation per step; otherwise two).
+            sampler: ``ddim`` or ``dpmsolver++`` (default ``config["sampler"]``; conditional models).
 
         Returns:
             The patches with lesions painted in: same shape and kind (numpy or torch) as
@@ -550,7 +552,7 @@ class LesionInpainter(PretrainedMixin):
         # 3. Denoise: a conditional model with its sampler, an unconditional one with RePaint.
         if self.config["conditional"]:
             x = self._denoise(x0, mask, region if self.attributed else None, codes, gens, num_inference_steps,
-                              self.resolve_guidance(guidance_scale))
+                              self.resolve_guidance(guidance_scale), sampler)
         else:
             from medsynth.models.repaint import repaint_inpaint
 
@@ -586,7 +588,7 @@ class LesionInpainter(PretrainedMixin):
 
     def _denoise(
         self, x0: torch.Tensor, mask: torch.Tensor, region: torch.Tensor | None, codes: torch.Tensor | None,
-        gens: Any, num_inference_steps: int | None, guidance: float = 1.0,
+        gens: Any, num_inference_steps: int | None, guidance: float = 1.0, sampler: str | None = None,
     ) -> torch.Tensor:
         """The conditional sampling loop; after every step but the last the known region is put back,
         noised to the level of the next step. Noise comes from ``gens`` (one generator per sample
@@ -596,7 +598,7 @@ class LesionInpainter(PretrainedMixin):
         from diffusers.utils.torch_utils import randn_tensor
 
         # a. Timesteps.
-        scheduler = self.make_sampling_scheduler()
+        scheduler = self.make_sampling_scheduler(sampler)
         scheduler.set_timesteps(int(num_inference_steps or self.config["num_inference_steps"]), device=x0.device)
         timesteps = scheduler.timesteps
         B = x0.shape[0]

@@ -106,3 +106,49 @@ def test_asking_for_calcifications_says_they_are_not_shown_to_help(tmp_path, mod
     proc = subprocess.run([sys.executable, "-m", "medsynth", "generate", *default], capture_output=True, text=True,
                           timeout=300, env=env)
     assert proc.returncode == 0 and "note:" not in proc.stderr
+
+
+def test_calcifications_get_their_own_sampling_and_masses_keep_theirs(tmp_path, model_dir, phantom_root):
+    """``calcification_sampling`` (configs/generate.yaml) gives calcification clusters their own sampler,
+    steps and guidance: the UNet is called that many times, twice the rows under guidance, the manifest
+    records it, and masses are byte-identical to a run without it."""
+    import torch
+
+    from medsynth.models.inpainter import LesionInpainter
+
+    def counted():
+        m = LesionInpainter.from_pretrained(model_dir)
+        inner, calls = m.unet, []
+
+        class Counting(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, sample, t, class_labels=None):
+                calls.append(int(sample.shape[0]))
+                return inner(sample, t, class_labels=class_labels)
+
+        m.unet = Counting()
+        return m, calls
+
+    own = {"calcification_sampling": {"sampler": "ddim", "num_inference_steps": 3, "guidance_scale": 2.0}}
+    kw = {"seed": 1, "num_inference_steps": 2, "model_batch": 2, "progress": False}
+    m, calls = counted()
+    generate(m, phantom_root, "shapes", 1, tmp_path / "c", "png", config=own,
+             mask_options={"size_mm": "4:7", "classes": ["calcification"]}, **kw)
+    assert calls == [4, 4, 4]  # 3 steps, 2 rows x 2 (guided and unguided)
+    facts = json.loads((tmp_path / "c" / "manifest.json").read_text())["model"]["class_sampling"]["calcification"]
+    assert facts == {"sampler": "ddim", "num_inference_steps": 3, "guidance_scale": 2.0,
+                     "unet_evaluations_per_lesion": 6}
+    for name, cfg in (("a", own), ("b", None)):
+        m, calls = counted()
+        generate(m, phantom_root, "shapes", 1, tmp_path / name, "png", config=cfg, mask_options={"size_mm": "4:7"},
+                 **kw)
+        assert calls == [2, 2]  # masses: 2 steps, no guidance, either way
+    assert (tmp_path / "a" / "images").is_dir()
+    for a in sorted((tmp_path / "a" / "images").iterdir()):
+        assert a.read_bytes() == (tmp_path / "b" / "images" / a.name).read_bytes()
+    with pytest.raises(ConfigError, match="sampler"):
+        generate(model_dir, phantom_root, "shapes", 1, tmp_path / "x", "png",
+                 config={"calcification_sampling": {"sampler": "euler"}}, **kw)
