@@ -44,7 +44,10 @@ def generate(
     model_batch: Optional[int] = typer.Option(
         None, "--model-batch", help="Patches per model call; part of the output's definition. (default 8)"
     ),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default: the model's)."),
+    steps: Optional[int] = typer.Option(
+        None, "--steps", help="Sampling steps of masses (default: the model's); calcifications: "
+        "calcification_sampling in the config."
+    ),
     shape: Optional[list[str]] = typer.Option(
         None, "--shape", help="round|oval|lobulated|irregular (repeat or comma-separate)."
     ),
