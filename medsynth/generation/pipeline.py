@@ -370,6 +370,10 @@ def _inpaint_step(model: Any, cases: list[_Prepared], k: int, steps: int | None,
     jobs = [model.prepare_roi(c.image, c.lesion_masks[k], c.spacing, c.lesions[k].get("conditioning"))
             for c in todo]
     keys = [(getattr(job, "klass", "mass"), job.patch.shape[0]) for job in jobs]
+    learnt = tuple(getattr(model, "classes", ()) or ("mass", "calcification"))
+    foreign = sorted({klass for klass, _ in keys if klass not in learnt})
+    if foreign:  # e.g. a real mask source's masses, given to a dedicated calcification painter
+        raise ConfigError(f"the model paints only {', '.join(learnt)}; a mask asks for {', '.join(foreign)}")
     for klass, size in sorted(set(keys)):
         plan = (sampling or {}).get(klass) or {}
         group = [j for j, key in enumerate(keys) if key == (klass, size)]

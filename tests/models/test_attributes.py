@@ -183,6 +183,9 @@ def test_a_dedicated_calcification_painter_learns_only_calcifications_and_refuse
     bg = make_phantoms(tmp_path / "bg", n=2, seed=5, size=(160, 128), lesion_fraction=0.0)
     with pytest.raises(ConfigError, match="paints only calcification"):
         generate(tmp_path / "m", bg, "shapes", 1, tmp_path / "s", "nnunet", progress=False)
+    with pytest.raises(ConfigError, match="paints only calcification"):  # real masks: masses among them
+        generate(tmp_path / "m", bg, f"real:{root}", 4, tmp_path / "r", "nnunet", progress=False,
+                 num_inference_steps=2)
     res = generate(tmp_path / "m", bg, "shapes", 1, tmp_path / "s", "nnunet", progress=False,
                    mask_options={"classes": ["calcification"]}, num_inference_steps=2)
     assert res.lesions == {"calcification": 1}
