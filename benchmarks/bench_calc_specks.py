@@ -177,10 +177,9 @@ def run(quick: bool = False, work: str | Path | None = None, model: str | Path |
                                "train_seconds": round(train_s, 1)}
     sheet_rows = [("original", crops["images"])]
     for sampler, steps, guidance in s["grid"]:
-        painter.config["sampler"] = sampler
         t = time.perf_counter()
         painted = painter(crops["images"], crops["masks"], seeds=list(range(n)), num_inference_steps=int(steps),
-                          attributes=crops["codes"], guidance_scale=float(guidance))
+                          attributes=crops["codes"], guidance_scale=float(guidance), sampler=sampler)
         seconds = time.perf_counter() - t
         evals = painter.unet_evaluations(int(steps), float(guidance))
         fig = speck_figures(painted, crops["masks"], crops["spacing"], crops["images"])

@@ -57,7 +57,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from medsynth.config import load_config
-from medsynth.errors import ConfigError, InvalidDatasetError, InvalidMaskError, MedsynthError, OutputExistsError
+from medsynth.errors import (
+    ConfigError,
+    InvalidDatasetError,
+    InvalidMaskError,
+    InvalidModelError,
+    MedsynthError,
+    OutputExistsError,
+)
 from medsynth.generation.manifest import (
     MANIFEST_NAME,
     build_manifest,
@@ -82,6 +89,7 @@ from medsynth.generation.steering import Steering
 from medsynth.io.fingerprints import image_digest
 from medsynth.io.writers import FORMATS, LABELS, get_writer, to_uint16
 from medsynth.io.writers.atomic import remove_stale_temporaries
+from medsynth.models.attributes import LESION_CLASSES
 from medsynth.models.privacy import dp_record
 from medsynth.runtime import (
     RESUME_KEYS,
@@ -370,10 +378,8 @@ def _inpaint_step(model: Any, cases: list[_Prepared], k: int, steps: int | None,
     jobs = [model.prepare_roi(c.image, c.lesion_masks[k], c.spacing, c.lesions[k].get("conditioning"))
             for c in todo]
     keys = [(getattr(job, "klass", "mass"), job.patch.shape[0]) for job in jobs]
-    learnt = tuple(getattr(model, "classes", ()) or ("mass", "calcification"))
-    foreign = sorted({klass for klass, _ in keys if klass not in learnt})
-    if foreign:  # e.g. a real mask source's masses, given to a dedicated calcification painter
-        raise ConfigError(f"the model paints only {', '.join(learnt)}; a mask asks for {', '.join(foreign)}")
+    # Checked per lesion too: a real mask source's masses, given to a dedicated calcification painter.
+    _check_classes(model, {klass for klass, _ in keys}, "a mask")
     for klass, size in sorted(set(keys)):
         plan = (sampling or {}).get(klass) or {}
         group = [j for j, key in enumerate(keys) if key == (klass, size)]
@@ -396,6 +402,15 @@ def _inpaint_step(model: Any, cases: list[_Prepared], k: int, steps: int | None,
                 case.image = model.finish_roi(case.image, jobs[j], np.asarray(result[row]), case.lesion_masks[k])
 
 
+def _check_classes(model: Any, classes: Any, source: str) -> None:
+    """Refuse lesion classes the model did not learn (a dedicated painter's ``classes`` setting)."""
+    learnt = tuple(getattr(model, "classes", LESION_CLASSES))
+    foreign = sorted(set(classes) - set(learnt))
+    if foreign:
+        raise ConfigError(f"the model paints only {', '.join(learnt)} (its 'classes' setting); {source} asks for "
+                          f"{', '.join(foreign)}: choose the classes with --class, or use another model")
+
+
 def _class_sampling(cfg: dict[str, Any], model: Any, steps: int, guidance: float) -> dict[str, dict[str, Any]]:
     """Per-class sampling of an attribute-conditioned model: ``calcification_sampling`` of the config,
     its null entries filled with what masses use. Returns {} when it sets nothing."""
@@ -406,8 +421,10 @@ def _class_sampling(cfg: dict[str, Any], model: Any, steps: int, guidance: float
     if not any(v is not None for v in raw.values()):
         return {}
     sampler = raw.get("sampler") or model.config.get("sampler", "ddim")
-    if sampler not in ("ddim", "dpmsolver++"):
-        raise ConfigError(f"calcification_sampling.sampler must be ddim or dpmsolver++, got {sampler!r}")
+    try:
+        model.make_sampling_scheduler(sampler)  # the model's own check of the name
+    except InvalidModelError as e:
+        raise ConfigError(f"calcification_sampling.sampler: {e}") from e
     n = raw.get("num_inference_steps")
     n = steps if n is None else n
     if not isinstance(n, int) or n < 1:
@@ -552,11 +569,7 @@ def generate(
     if smallest <= 0:
         raise ConfigError(f"the model's ROI ({model_facts['image_size']} px) leaves no room for a lesion")
     asked = set(getattr(mask_source, "classes", ()) or ())
-    learnt = set(getattr(model_obj, "classes", ()) or ("mass", "calcification"))
-    if asked - learnt:
-        raise ConfigError(
-            f"the model paints only {', '.join(sorted(learnt))} (its 'classes' setting); asked for "
-            f"{', '.join(sorted(asked - learnt))}: choose the classes with --class, or use another model")
+    _check_classes(model_obj, asked, "the run")  # before anything is written
     unproven = sorted(asked - set(cfg["classes_shown_to_help"]))
     if unproven:
         warnings.warn(

@@ -26,6 +26,7 @@ from medsynth.errors import ConfigError
 
 # The vocabulary, in the one spelling medsynth uses (see medsynth.phantoms.lesions and io/labels.py).
 CLASS_VALUES = ("healthy", "mass", "calcification")
+LESION_CLASSES = CLASS_VALUES[1:]  # what a painter can paint (its ``classes`` setting chooses among them)
 SIZE_EDGES_MM = (4.0, 6.0, 9.0, 13.0, 19.0, 28.0, 40.0)  # extent bins: <4, 4-6, ..., >40 mm
 VOCABULARY: dict[str, tuple[str, ...]] = {
     "class": CLASS_VALUES,

@@ -254,13 +254,13 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, healthy: torch.Tens
 def lesion_classes(value: Any) -> tuple[str, ...]:
     """The lesion classes a model learns (its ``classes`` setting): None = both; else a non-empty list of
     ``mass`` / ``calcification``."""
-    known = ("mass", "calcification")
     if value is None:
-        return known
+        return attrs.LESION_CLASSES
     names = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else None
-    if not names or any(n not in known for n in names):
-        raise ConfigError(f"classes must be null or a non-empty list of {', '.join(known)}; got {value!r}")
-    return tuple(k for k in known if k in names)
+    if not names or any(n not in attrs.LESION_CLASSES for n in names):
+        raise ConfigError(f"classes must be null or a non-empty list of {', '.join(attrs.LESION_CLASSES)}; "
+                          f"got {value!r}")
+    return tuple(k for k in attrs.LESION_CLASSES if k in names)
 
 
 def resolve_calcification_spacing(value: Any, spacing_mm: float, spacings: Sequence[tuple[float, float]]) -> float:
@@ -352,7 +352,8 @@ def build_patch_bank(
     two_scales = abs(fine_mm - float(spacing_mm)) > 1e-9
     classes = lesion_classes(classes)
     # Healthy crops at the scale of each class learnt (a dedicated calcification painter: the fine one only).
-    scales = sorted({fine_mm if k == "calcification" else float(spacing_mm) for k in classes}, reverse=True)
+    scales = (sorted({fine_mm if k == "calcification" else float(spacing_mm) for k in classes}, reverse=True)
+              if two_scales else [float(spacing_mm)])
     rng = np.random.default_rng(seed)
     rule = lesion_rule_of(cfg)
     margin = max(rule["margin_mm"], float(band_mm) + 1.0) if band_mm > 0 else rule["margin_mm"]
@@ -421,7 +422,7 @@ def build_patch_bank(
         # Healthy tissue: ROI fully inside the breast and away from every lesion, at each scale.
         tissue = image > (float(image.min()) + float(cfg["tissue_threshold"]))
         H, W = image.shape
-        for sp in (scales if two_scales else [float(spacing_mm)]):
+        for sp in scales:
             roi_mm = image_size * sp
             hh, ww = int(round(roi_mm / sr)), int(round(roi_mm / sc))
             if H < hh or W < ww or int(cfg["healthy_crops_per_case"]) <= 0:

@@ -377,8 +377,8 @@ class LesionInpainter(PretrainedMixin):
 
     @property
     def classes(self) -> tuple[str, ...]:
-        """The lesion classes this model learnt to paint (a dedicated painter's ``data.classes``)."""
-        return tuple(self.config.get("classes") or ("mass", "calcification"))
+        """The lesion classes this model learnt to paint (its ``classes`` setting; null: all)."""
+        return tuple(self.config.get("classes") or attrs.LESION_CLASSES)
 
     def band_mm_for(self, klass: str = "mass") -> float:
         """How far outside the mask the model may paint for class ``klass`` (masses only)."""

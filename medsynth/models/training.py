@@ -45,6 +45,7 @@ import torch
 from medsynth.config import load_config
 from medsynth.errors import ConfigError, InvalidModelError, OutputExistsError, PrivacyError
 from medsynth.io.writers.atomic import atomic_write_bytes
+from medsynth.models.attributes import LESION_CLASSES
 from medsynth.models.data import PatchBank, augment_batch, build_patch_bank
 from medsynth.models.inpainter import LesionInpainter, build_unet, diffusion_loss, make_noise_scheduler
 from medsynth.models.pretrained import CONFIG_NAME, versions
@@ -532,7 +533,7 @@ def resolve_data_settings(model_config: dict[str, Any], bank: PatchBank) -> dict
         measured = bank.info.get("texture_transmission") or {}
         config["texture_transmission"] = {k: float(min(1.0, measured.get(k, 1.0))) for k in ("mass", "calcification")}
     learnt = bank.info.get("classes")
-    if config.get("classes") is None and learnt and set(learnt) != {"mass", "calcification"}:
+    if config.get("classes") is None and learnt and set(learnt) != set(LESION_CLASSES):
         config["classes"] = list(learnt)  # a bank cut for a dedicated painter: generate refuses other classes
     return config
 
