@@ -560,7 +560,7 @@ def generate(
         sampling = _class_sampling(cfg, model_obj, steps, model_facts["guidance_scale"])
         if sampling:
             model_facts["class_sampling"] = sampling
-        max_extent_mm: Any = {k: model_obj.max_extent_mm(k) for k in ("mass", "calcification")}
+        max_extent_mm: Any = {k: model_obj.max_extent_mm(k) for k in LESION_CLASSES}
         smallest = min(max_extent_mm.values())
     else:
         guidance, sampling = None, {}

@@ -531,7 +531,7 @@ def resolve_data_settings(model_config: dict[str, Any], bank: PatchBank) -> dict
         config["calcification_spacing_mm"] = float(bank.info.get("calcification_spacing_mm") or config["spacing_mm"])
     if config.get("texture_transmission") == "auto":
         measured = bank.info.get("texture_transmission") or {}
-        config["texture_transmission"] = {k: float(min(1.0, measured.get(k, 1.0))) for k in ("mass", "calcification")}
+        config["texture_transmission"] = {k: float(min(1.0, measured.get(k, 1.0))) for k in LESION_CLASSES}
     learnt = bank.info.get("classes")
     if config.get("classes") is None and learnt and set(learnt) != set(LESION_CLASSES):
         config["classes"] = list(learnt)  # a bank cut for a dedicated painter: generate refuses other classes
